@@ -1,0 +1,17 @@
+"""Errors that mean "the user's input is wrong": entry points print them as one line, no traceback."""
+
+
+class SegdilError(Exception):
+    """Base class for problems the user can fix (bad config value, missing or invalid file)."""
+
+
+class ConfigError(SegdilError):
+    """A config key holds a value segdil cannot use."""
+
+
+class DataError(SegdilError):
+    """A data set on disk is missing, incomplete or holds invalid labels."""
+
+
+class CheckpointError(SegdilError):
+    """A checkpoint path is missing or the file is not a segdil checkpoint."""

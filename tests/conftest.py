@@ -1,0 +1,43 @@
+"""Shared test helpers: the repository root, config composition and tiny overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import segdil  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before albumentations loads)
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+# Small enough for a 2-core CPU: a width-8 backbone on 64x64 images, a handful of iterations.
+TINY_TRAIN_OVERRIDES = [
+    "model.backbone.width=8",
+    "dataset.size=64",
+    "dataset.lengths={train: 16, val: 8, test: 8}",
+    "data.batch_size=4",
+    "data.val_batch_size=4",
+    "trainer.max_iters=4",
+    "trainer.val_every=2",
+    "trainer.ckpt_every=2",
+    "trainer.log_every=1",
+    "trainer.progress=false",
+]
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def compose():
+    """compose(config_name, overrides) -> DictConfig, with Hydra's global state cleaned after."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    def _compose(config_name: str, overrides: list[str] | None = None):
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            return hydra_compose(config_name=config_name, overrides=overrides or [])
+
+    return _compose

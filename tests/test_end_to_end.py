@@ -1,0 +1,114 @@
+"""train.py then eval.py in subprocesses on a tiny config, and the one-line errors of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, TINY_TRAIN_OVERRIDES
+
+pytestmark = pytest.mark.e2e
+
+METRIC_KEYS = {"mIoU", "pixel_acc", "mean_acc", "fwIoU", "per_class_iou", "num_images", "checkpoint", "split"}
+
+
+def run(script: str, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("train")
+    result = run("train.py", "model=tiny_context", *TINY_TRAIN_OVERRIDES, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_train_writes_run_directory(trained_run: Path) -> None:
+    for relative in ("checkpoints/last.pt", "checkpoints/best.pt", ".hydra/config.yaml", "train.log", "metrics.json"):
+        assert (trained_run / relative).is_file(), relative
+    assert list((trained_run / "tb").glob("events.out.tfevents.*"))
+    state = torch.load(trained_run / "checkpoints/last.pt", weights_only=True)
+    assert state["iteration"] == 4 and "model" in state and "model:" in state["config"]
+    summary = json.loads((trained_run / "metrics.json").read_text())
+    assert summary["iterations"] == 4 and 0.0 <= summary["best_mIoU"] <= 1.0
+
+
+def test_tensorboard_has_train_and_val_scalars(trained_run: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained_run / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/images_per_s", "val/mIoU"} <= tags
+    assert any(tag.startswith("val/iou/") for tag in tags)
+    assert [event.step for event in events.Scalars("val/mIoU")] == [2, 4]
+
+
+def test_eval_on_checkpoint_writes_metrics(trained_run: Path, tmp_path: Path) -> None:
+    result = run(
+        "eval.py",
+        f"checkpoint={trained_run / 'checkpoints/last.pt'}",
+        "dataset.size=64",
+        "dataset.lengths={train: 16, val: 8, test: 8}",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) == METRIC_KEYS
+    assert metrics["split"] == "val" and metrics["num_images"] == 8
+    assert set(metrics["per_class_iou"]) == {"background", "disc", "triangle", "small_square", "large_square"}
+    for value in [metrics[k] for k in ("mIoU", "pixel_acc", "mean_acc", "fwIoU")]:
+        assert 0.0 <= value <= 1.0
+    present = [v for v in metrics["per_class_iou"].values() if v is not None]
+    assert metrics["mIoU"] == pytest.approx(sum(present) / len(present))
+    # The same checkpoint evaluated in the training run's last validation gives the same numbers.
+    final = json.loads((trained_run / "metrics.json").read_text())["final"]
+    assert metrics["mIoU"] == pytest.approx(final["mIoU"])
+
+
+def _one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    return result.stderr + result.stdout
+
+
+def test_unknown_model_name(tmp_path: Path) -> None:
+    output = _one_line_error(run("train.py", "model=resnet9000", f"hydra.run.dir={tmp_path}"))
+    assert "resnet9000" in output and "dilated_resnet18_context" in output  # lists the choices
+
+
+def test_unknown_dataset_name(tmp_path: Path) -> None:
+    output = _one_line_error(run("train.py", "dataset=imagenet", f"hydra.run.dir={tmp_path}"))
+    assert "imagenet" in output and "synthetic" in output
+
+
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    output = _one_line_error(run("eval.py", f"checkpoint={tmp_path / 'missing.pt'}", f"hydra.run.dir={tmp_path}"))
+    assert "missing.pt" in output and "no such file" in output
+
+
+def test_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"hello")
+    output = _one_line_error(run("eval.py", f"checkpoint={bogus}", f"hydra.run.dir={tmp_path}"))
+    assert "bogus.pt" in output and "segdil checkpoint" in output
+
+
+def test_eval_requires_checkpoint(tmp_path: Path) -> None:
+    output = _one_line_error(run("eval.py", f"hydra.run.dir={tmp_path}"))
+    assert "checkpoint" in output

@@ -1,0 +1,19 @@
+"""Train a segmentation model: `python train.py [Hydra overrides]` (see README.md)."""
+
+import hydra
+from omegaconf import DictConfig
+
+import segdil  # noqa: F401  (sets up the environment before albumentations is imported)
+from segdil.cli import run_dir, user_errors
+from segdil.engine.trainer import Trainer
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float:
+    with user_errors():
+        summary = Trainer(cfg, run_dir()).fit()
+    return summary["best_mIoU"]
+
+
+if __name__ == "__main__":
+    main()
