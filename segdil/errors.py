@@ -15,3 +15,7 @@ class DataError(SegdilError):
 
 class CheckpointError(SegdilError):
     """A checkpoint path is missing or the file is not a segdil checkpoint."""
+
+
+class TrainingError(SegdilError):
+    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""

@@ -22,6 +22,7 @@ TINY_TRAIN_OVERRIDES = [
     "data.val_batch_size=4",
     "trainer.max_iters=4",
     "trainer.val_every=2",
+    "trainer.val_panels=2",
     "trainer.ckpt_every=2",
     "trainer.log_every=1",
     "trainer.progress=false",

@@ -7,8 +7,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from segdil.data.base import Transform
+from segdil.data.base import SegmentationDataset, Transform
 from segdil.errors import ConfigError
+from segdil.losses import SegmentationLoss, median_frequency_weights
 
 
 def resolve_device(name: str) -> torch.device:
@@ -30,3 +31,21 @@ def build_model(model_cfg: DictConfig, num_classes: int) -> nn.Module:
 def build_transforms(aug_cfg: DictConfig) -> tuple[Transform, Transform]:
     """The (train, val) albumentations pipelines named by `cfg.aug`."""
     return instantiate(aug_cfg.train), instantiate(aug_cfg.val)
+
+
+def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset) -> SegmentationLoss:
+    """Cross entropy with the configured class weights (a list, `median_frequency`, or null) and OHEM."""
+    num_classes = train_set.num_classes
+    weights = loss_cfg.class_weights
+    if weights is None:
+        class_weights = None
+    elif weights == "median_frequency":
+        class_weights = median_frequency_weights((train_set.load(i)[1] for i in range(len(train_set))), num_classes)
+    else:
+        class_weights = torch.tensor(list(weights), dtype=torch.float32)
+        if class_weights.numel() != num_classes:
+            raise ConfigError(
+                f"loss.class_weights has {class_weights.numel()} values: expected {num_classes} "
+                "(one per class), median_frequency or null"
+            )
+    return SegmentationLoss(class_weights, loss_cfg.ohem_thresh, loss_cfg.ohem_min_kept)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
 from segdil.errors import CheckpointError
 
@@ -60,3 +63,48 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "as written by train.py)"
         )
     return state
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Load a state dict strictly; on any mismatch raise one CheckpointError listing the keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{label} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched))
+            if keys
+        ]
+        raise CheckpointError(f"{source}: weights do not fit this model; " + "; ".join(parts))
+    model.load_state_dict(state)
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every RNG a training step can draw from, in weights_only-loadable types."""
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),
+        "numpy": {**numpy_state, "state": {**numpy_state["state"], "key": torch.from_numpy(numpy_state["state"]["key"])}},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state({**numpy_state, "state": {**numpy_state["state"], "key": numpy_state["state"]["key"].numpy()}})
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def prune_checkpoints(directory: Path, keep_last: int) -> None:
+    """Keep the newest `keep_last` iteration checkpoints (iter_*.pt); 0 keeps them all."""
+    if keep_last <= 0:
+        return
+    for stale in sorted(directory.glob("iter_*.pt"))[:-keep_last]:
+        stale.unlink(missing_ok=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import ContextManager
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -14,9 +17,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from segdil.data.base import IGNORE_INDEX
-from segdil.data.loader import build_dataset, build_loader
+from segdil.data.loader import build_dataset, build_eval_loader
 from segdil.engine.builders import build_model, build_transforms, resolve_device
-from segdil.engine.checkpoint import load_checkpoint
+from segdil.engine.checkpoint import load_checkpoint, load_model_state
+from segdil.engine.distributed import all_reduce_sum
 from segdil.errors import ConfigError
 from segdil.metrics import ConfusionMatrix, SegmentationMetrics, format_table
 
@@ -29,17 +33,22 @@ def evaluate(
     loader: DataLoader,
     num_classes: int,
     device: torch.device,
+    autocast: Callable[[], ContextManager] = contextlib.nullcontext,
     progress: bool = True,
     description: str = "eval",
-) -> SegmentationMetrics:
-    """Metrics of `model` on every image of `loader`; the model is left in eval mode."""
+) -> ConfusionMatrix:
+    """The confusion matrix of `model` over every image of `loader`, summed over all processes
+    (each sees its shard); the model is left in eval mode."""
     model.eval()
     confusion = ConfusionMatrix(num_classes, IGNORE_INDEX, device=device)
     for images, masks in tqdm(loader, desc=description, disable=not progress, leave=False, dynamic_ncols=True):
         images = images.to(device, non_blocking=True)
         masks = masks.to(device, non_blocking=True)
-        confusion.update(model(images).argmax(dim=1), masks)
-    return confusion.compute()
+        with autocast():
+            logits = model(images)
+        confusion.update(logits.argmax(dim=1), masks)
+    all_reduce_sum(confusion.matrix)
+    return confusion
 
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
@@ -59,12 +68,12 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
             "pass the dataset the model was trained on (e.g. dataset=camvid dataset.root=...)"
         )
     model = build_model(trained_cfg.model, len(class_names))
-    model.load_state_dict(checkpoint["model"])
+    load_model_state(model, checkpoint["model"], cfg.checkpoint)
     model.to(device)
-    loader = build_loader(dataset, cfg.batch_size, cfg.num_workers, False, 0, device)
+    loader = build_eval_loader(dataset, cfg.batch_size, cfg.num_workers, device)
 
     start = time.perf_counter()
-    metrics = evaluate(model, loader, len(class_names), device, description=f"eval {cfg.dataset.split}")
+    metrics = evaluate(model, loader, len(class_names), device, description=f"eval {cfg.dataset.split}").compute()
     elapsed = time.perf_counter() - start
     log.info("%s split, %d images, %.1f s\n%s", cfg.dataset.split, len(dataset), elapsed, format_table(metrics, class_names))
     result = {

@@ -1,12 +1,18 @@
-"""The training loop: iteration based, with periodic validation, checkpoints and TensorBoard."""
+"""The training loop: iteration based, resumable, mixed precision, single or multi-process.
+
+One iteration is one optimizer step over `trainer.accumulate` micro-batches. Validation,
+checkpoints and TensorBoard happen on their own intervals; only rank 0 writes files.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import random
+import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +20,27 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader
-from torch.utils.tensorboard import SummaryWriter
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from segdil.data.base import IGNORE_INDEX
-from segdil.data.loader import build_dataset, build_loader
-from segdil.engine.builders import build_model, build_transforms, resolve_device
-from segdil.engine.checkpoint import save_checkpoint
+from segdil.data.loader import build_dataset, build_eval_loader, build_train_loader
+from segdil.engine.builders import build_loss, build_model, build_transforms, resolve_device
+from segdil.engine.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    load_model_state,
+    prune_checkpoints,
+    restore_rng_state,
+    save_checkpoint,
+)
+from segdil.engine.distributed import all_reduce_sum, cleanup, init_distributed, local_device
 from segdil.engine.evaluator import evaluate
+from segdil.engine.precision import autocast_factory, grad_scaler
+from segdil.engine.tb import RunLogger, prediction_panels
+from segdil.errors import ConfigError, TrainingError
 from segdil.metrics import SegmentationMetrics, format_table
+from segdil.viz import default_palette
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +51,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Loop over the loader for ever, epoch after epoch (training is counted in iterations)."""
-    while True:
-        yield from loader
+@contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """Turn SIGINT / SIGTERM into a request (the list fills with the signal number) that the
+    loop honours after the current step, so a checkpoint is written before exiting."""
+    received: list[int] = []
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in handled}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Trainer:
@@ -46,79 +70,127 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
         self.cfg = cfg
+        tc = cfg.trainer
         self.run_dir = run_dir
         self.checkpoint_dir = run_dir / "checkpoints"
+        device = resolve_device(tc.device)
+        self.dist = init_distributed(device)
+        self.device = local_device(device, self.dist)
+        if not self.dist.is_main:
+            logging.getLogger().setLevel(logging.WARNING)
         seed_everything(cfg.seed)
-        self.device = resolve_device(cfg.trainer.device)
+        if tc.deterministic:
+            torch.use_deterministic_algorithms(True)
+        if tc.accumulate < 1:
+            raise ConfigError(f"trainer.accumulate={tc.accumulate}: expected an integer >= 1")
 
         train_transform, val_transform = build_transforms(cfg.aug)
-        train_set = build_dataset(cfg.dataset, cfg.dataset.train_split, train_transform)
-        val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, val_transform)
-        self.class_names = list(train_set.class_names)
+        self.train_set = build_dataset(cfg.dataset, cfg.dataset.train_split, train_transform)
+        self.val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, val_transform)
+        self.class_names = list(self.train_set.class_names)
+        self.palette = getattr(self.train_set, "palette", None) or default_palette(len(self.class_names))
+        rank, world = self.dist.rank, self.dist.world_size
         data = cfg.data
-        self.train_loader = build_loader(train_set, data.batch_size, data.num_workers, True, cfg.seed, self.device)
-        self.val_loader = build_loader(
-            val_set, data.val_batch_size, data.num_workers, False, cfg.seed, self.device
+        self.train_loader = build_train_loader(
+            self.train_set, data.batch_size, data.num_workers, cfg.seed, self.device, rank, world
         )
+        self.val_loader = build_eval_loader(self.val_set, data.val_batch_size, data.num_workers, self.device, rank, world)
 
-        self.model = build_model(cfg.model, len(self.class_names)).to(self.device)
+        model = build_model(cfg.model, len(self.class_names))
+        if tc.sync_bn and self.dist.enabled:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.net: nn.Module = self.model
+        if self.dist.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=device_ids)
+
         self.optimizer = instantiate(cfg.optim, params=self.model.parameters())
-        self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=cfg.trainer.max_iters)
-        self.criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+        self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=tc.max_iters)
+        self.autocast = autocast_factory(tc.precision, self.device)
+        self.scaler = grad_scaler(tc.precision, self.device)
+        self.criterion = build_loss(cfg.loss, self.train_set).to(self.device)
         self.iteration = 0
         self.best_miou = float("-inf")
+        if tc.resume:
+            self._resume(tc.resume)
 
+    # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
-        """Train for `trainer.max_iters` iterations; return the run summary (also saved as JSON)."""
-        trainer_cfg = self.cfg.trainer
-        writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
-        parameters = sum(p.numel() for p in self.model.parameters())
+        """Train up to `trainer.max_iters`; return the run summary (also written as metrics.json)."""
+        tc = self.cfg.trainer
+        logger = RunLogger(self.run_dir / "tb", enabled=self.dist.is_main)
+        logger.config(self.cfg)
         log.info(
-            "model %s: %.2fM parameters | %d train / %d val images | device %s",
+            "model %s: %.2fM parameters | %d train / %d val images | %s x %d process(es), precision %s",
             self.cfg.model.get("name", "?"),
-            parameters / 1e6,
-            len(self.train_loader.dataset),
-            len(self.val_loader.dataset),
+            sum(p.numel() for p in self.model.parameters()) / 1e6,
+            len(self.train_set),
+            len(self.val_set),
             self.device,
+            self.dist.world_size,
+            tc.precision,
         )
         start = time.perf_counter()
         metrics: SegmentationMetrics | None = None
-        batches = _batches(self.train_loader)
-        window_start, window_images = time.perf_counter(), 0
-        with logging_redirect_tqdm(), tqdm(
-            total=trainer_cfg.max_iters, desc="train", dynamic_ncols=True, disable=not trainer_cfg.progress
+        interrupted = None
+        batches = self._batches()
+        window = {"images": 0, "seconds": 0.0, "wait": 0.0}
+        with stop_requests() as stop, logging_redirect_tqdm(), tqdm(
+            initial=self.iteration,
+            total=tc.max_iters,
+            desc="train",
+            dynamic_ncols=True,
+            disable=not (tc.progress and self.dist.is_main),
         ) as bar:
-            while self.iteration < trainer_cfg.max_iters:
-                images, masks = next(batches)
-                loss = self._step(images, masks)
-                self.iteration += 1
-                window_images += images.shape[0]
+            while self.iteration < tc.max_iters:
+                step_start = time.perf_counter()
+                loss, images, wait = self._train_step(batches)
+                window["images"] += images * self.dist.world_size
+                window["seconds"] += time.perf_counter() - step_start
+                window["wait"] += wait
                 bar.update(1)
-                if self.iteration % trainer_cfg.log_every == 0 or self.iteration == trainer_cfg.max_iters:
+                last = self.iteration == tc.max_iters
+                if self.iteration % tc.log_every == 0 or last:
                     lr = self.optimizer.param_groups[0]["lr"]
-                    images_per_s = window_images / (time.perf_counter() - window_start)
                     bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
-                    writer.add_scalar("train/loss", loss, self.iteration)
-                    writer.add_scalar("train/lr", lr, self.iteration)
-                    writer.add_scalar("train/images_per_s", images_per_s, self.iteration)
-                    window_start, window_images = time.perf_counter(), 0
-                last = self.iteration == trainer_cfg.max_iters
-                if self.iteration % trainer_cfg.val_every == 0 or last:
-                    metrics = self._validate(writer)
-                    window_start = time.perf_counter()  # validation time is not training throughput
-                if self.iteration % trainer_cfg.ckpt_every == 0 or last:
-                    save_checkpoint(self.checkpoint_dir / "last.pt", self._state())
-        writer.close()
+                    logger.scalars(
+                        {
+                            "train/loss": loss,
+                            "train/lr": lr,
+                            "train/images_per_s": window["images"] / window["seconds"],
+                            "train/data_wait_fraction": window["wait"] / window["seconds"],
+                        },
+                        self.iteration,
+                    )
+                    window = {"images": 0, "seconds": 0.0, "wait": 0.0}
+                if self.iteration % tc.val_every == 0 or last:
+                    metrics = self._validate(logger)
+                if self.iteration % tc.ckpt_every == 0 or last:
+                    self._save_last()
+                if self._agreed_stop(stop):
+                    interrupted = signal.Signals(stop[0]).name if stop else "signal on another rank"
+                    self._save_last()
+                    log.warning("%s at iteration %d: saved %s, exiting", interrupted, self.iteration, self.checkpoint_dir / "last.pt")
+                    break
         elapsed = time.perf_counter() - start
+        final = metrics.as_dict(self.class_names) if metrics else None
+        if final and not interrupted:
+            logger.hparams(self.cfg, {"mIoU": final["mIoU"], "pixel_acc": final["pixel_acc"], "best_mIoU": self.best_miou})
+        logger.close()
         summary = {
             "iterations": self.iteration,
             "seconds": round(elapsed, 1),
             "best_mIoU": self.best_miou,
-            "final": metrics.as_dict(self.class_names) if metrics else None,
+            "final": final,
+            "interrupted": interrupted,
             "run_dir": str(self.run_dir),
         }
-        (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-        log.info("final validation:\n%s", format_table(metrics, self.class_names))
+        if self.dist.is_main:
+            (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        if metrics and not interrupted:
+            log.info("final validation:\n%s", format_table(metrics, self.class_names))
         log.info(
             "done: %d iterations in %.0f s | best val mIoU %.4f | checkpoints in %s | TensorBoard: tensorboard --logdir %s",
             self.iteration,
@@ -127,40 +199,123 @@ class Trainer:
             self.checkpoint_dir,
             self.run_dir / "tb",
         )
+        cleanup()
         return summary
 
-    def _step(self, images: torch.Tensor, masks: torch.Tensor) -> float:
-        self.model.train()
-        images = images.to(self.device, non_blocking=True)
-        masks = masks.to(self.device, non_blocking=True)
-        loss = self.criterion(self.model(images), masks)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        return loss.item()
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Micro-batches for ever, epoch after epoch, starting where `self.iteration` left off."""
+        sampler = self.train_loader.sampler
+        consumed = self.iteration * self.cfg.trainer.accumulate
+        epoch, start_batch = divmod(consumed, sampler.batches_per_epoch)
+        while True:
+            sampler.set_epoch(epoch, start_batch)
+            yield from self.train_loader
+            epoch, start_batch = epoch + 1, 0
 
-    def _validate(self, writer: SummaryWriter) -> SegmentationMetrics:
-        metrics = evaluate(self.model, self.val_loader, len(self.class_names), self.device, self.cfg.trainer.progress)
-        writer.add_scalar("val/mIoU", metrics.miou, self.iteration)
-        writer.add_scalar("val/pixel_acc", metrics.pixel_acc, self.iteration)
-        for name, iou in zip(self.class_names, metrics.iou.tolist()):
-            if iou == iou:  # NaN: class absent from this validation, nothing to plot
-                writer.add_scalar(f"val/iou/{name}", iou, self.iteration)
+    def _train_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int, float]:
+        """One optimizer step; returns (mean loss, images seen by this process, seconds waiting for data)."""
+        tc = self.cfg.trainer
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        total_loss, images_seen, waited = 0.0, 0, 0.0
+        for micro in range(tc.accumulate):
+            wait_start = time.perf_counter()
+            images, masks = next(batches)
+            waited += time.perf_counter() - wait_start
+            images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            masks = masks.to(self.device, non_blocking=True)
+            sync = micro == tc.accumulate - 1 or not self.dist.enabled
+            with self.net.no_sync() if not sync else nullcontext(), self.autocast():
+                loss = self.criterion(self.net(images), masks) / tc.accumulate
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss is {loss.item()} at iteration {self.iteration + 1}: stopped without saving; "
+                    f"the last good checkpoint is {self._last_good()}"
+                )
+            self.scaler.scale(loss).backward()
+            total_loss += loss.item()
+            images_seen += images.shape[0]
+        if tc.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.iteration += 1
+        return total_loss, images_seen, waited
+
+    def _agreed_stop(self, stop: list[int]) -> bool:
+        """All processes stop at the same iteration if any of them was signalled."""
+        flag = torch.tensor([1 if stop else 0])
+        if self.dist.enabled:
+            all_reduce_sum(flag)
+        return bool(flag.item())
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self, logger: RunLogger) -> SegmentationMetrics:
+        tc = self.cfg.trainer
+        confusion = evaluate(
+            self.model, self.val_loader, len(self.class_names), self.device, self.autocast, tc.progress and self.dist.is_main
+        )
+        metrics = confusion.compute()
+        logger.validation(confusion, self.class_names, self._panels(), self.iteration)
         log.info("iter %d: val mIoU %.4f, pixel acc %.4f", self.iteration, metrics.miou, metrics.pixel_acc)
         if metrics.miou > self.best_miou:
             self.best_miou = metrics.miou
-            save_checkpoint(self.checkpoint_dir / "best.pt", self._state())
+            if self.dist.is_main:
+                save_checkpoint(self.checkpoint_dir / "best.pt", self._state())
         return metrics
 
+    @torch.no_grad()
+    def _panels(self) -> torch.Tensor | None:
+        """Input, ground truth and prediction for the first `trainer.val_panels` val images."""
+        count = min(self.cfg.trainer.val_panels, len(self.val_set))
+        if not self.dist.is_main or count == 0:
+            return None
+        images, masks = zip(*(self.val_set[index] for index in range(count)))
+        images, masks = torch.stack(images), torch.stack(masks)
+        with self.autocast():
+            predictions = self.model(images.to(self.device, memory_format=self.memory_format)).argmax(dim=1)
+        return prediction_panels(images, masks, predictions.cpu(), self.palette)
+
+    # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
-        """Everything needed to rebuild the model (and, later, to resume the run)."""
+        """Everything needed to rebuild the model and to resume the run exactly."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
             "best_miou": self.best_miou,
+            "rng": capture_rng_state(),
             "class_names": self.class_names,
             "config": OmegaConf.to_yaml(self.cfg, resolve=True),
         }
+
+    def _save_last(self) -> None:
+        if not self.dist.is_main:
+            return
+        state = self._state()
+        save_checkpoint(self.checkpoint_dir / "last.pt", state)
+        if self.cfg.trainer.keep_last > 0:
+            save_checkpoint(self.checkpoint_dir / f"iter_{self.iteration:07d}.pt", state)
+            prune_checkpoints(self.checkpoint_dir, self.cfg.trainer.keep_last)
+
+    def _last_good(self) -> str:
+        path = self.checkpoint_dir / "last.pt"
+        return str(path) if path.is_file() else "none (no checkpoint was written yet)"
+
+    def _resume(self, resume: str) -> None:
+        path = self.checkpoint_dir / "last.pt" if resume == "auto" else Path(resume)
+        if resume == "auto" and not path.is_file():
+            log.info("trainer.resume=auto: no %s yet, starting from scratch", path)
+            return
+        state = load_checkpoint(path)
+        load_model_state(self.model, state["model"], path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.iteration, self.best_miou = state["iteration"], state["best_miou"]
+        restore_rng_state(state["rng"])
+        log.info("resumed from %s at iteration %d (best val mIoU %.4f)", path, self.iteration, self.best_miou)

@@ -50,11 +50,13 @@ def _three_by_three_convs(block: nn.Module) -> list[nn.Conv2d]:
 class DilatedResNet(nn.Module):
     """ResNet whose last stages trade stride for dilation.
 
-    `forward` returns an ordered dict of the four stage outputs (`layer1` .. `layer4`) so that
-    heads needing low-level or intermediate features can pick them by name.
+    `forward` returns an ordered dict of the stage outputs (`layer1` .. `layer4`) so that heads
+    needing low-level or intermediate features can pick them by name; the last entry is the
+    output. `num_stages` < 4 truncates the network (a shallow front end with a small receptive
+    field, as used to show what the context module adds).
     """
 
-    def __init__(self, depth: int = 18, output_stride: int = 8, width: int = 64) -> None:
+    def __init__(self, depth: int = 18, output_stride: int = 8, width: int = 64, num_stages: int = 4) -> None:
         super().__init__()
         if depth not in STAGE_BLOCKS:
             raise ConfigError(f"model.backbone.depth={depth}: expected one of {sorted(STAGE_BLOCKS)}")
@@ -62,6 +64,8 @@ class DilatedResNet(nn.Module):
             raise ConfigError(
                 f"model.backbone.output_stride={output_stride}: expected one of {sorted(STAGE_STRIDES)}"
             )
+        if not 1 <= num_stages <= len(STAGE_NAMES):
+            raise ConfigError(f"model.backbone.num_stages={num_stages}: expected 1 to 4")
         block, blocks_per_stage = STAGE_BLOCKS[depth]
         self.depth, self.output_stride, self.width = depth, output_stride, width
 
@@ -72,8 +76,9 @@ class DilatedResNet(nn.Module):
 
         self.out_channels: dict[str, int] = {}
         in_channels, dilation = width, 1
+        self.stage_names = STAGE_NAMES[:num_stages]
         for index, (name, stride, num_blocks) in enumerate(
-            zip(STAGE_NAMES, STAGE_STRIDES[output_stride], blocks_per_stage)
+            zip(self.stage_names, STAGE_STRIDES[output_stride], blocks_per_stage)
         ):
             planes = width * 2**index
             # A stage that would have downsampled (every stage but the first) dilates instead.
@@ -132,10 +137,15 @@ class DilatedResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         features: OrderedDict[str, torch.Tensor] = OrderedDict()
-        for name in STAGE_NAMES:
+        for name in self.stage_names:
             x = getattr(self, name)(x)
             features[name] = x
         return features
+
+    @property
+    def output_channels(self) -> int:
+        """Channels of the last stage, the one heads read."""
+        return self.out_channels[self.stage_names[-1]]
 
     def load_torchvision_weights(self, path: str | Path) -> None:
         """Load an ImageNet state dict in torchvision's ResNet format; the `fc` layer is dropped."""
@@ -153,10 +163,10 @@ class DilatedResNet(nn.Module):
 
 
 def build_backbone(
-    depth: int = 18, output_stride: int = 8, width: int = 64, weights: str | None = None
+    depth: int = 18, output_stride: int = 8, width: int = 64, weights: str | None = None, num_stages: int = 4
 ) -> DilatedResNet:
     """A dilated ResNet, optionally initialised from a local torchvision-format state dict."""
-    backbone = DilatedResNet(depth=depth, output_stride=output_stride, width=width)
+    backbone = DilatedResNet(depth=depth, output_stride=output_stride, width=width, num_stages=num_stages)
     if weights:
         backbone.load_torchvision_weights(weights)
     return backbone

@@ -22,7 +22,7 @@ class Segmentor(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.backbone(images)
-        scores = self.head(features["layer4"])
+        scores = self.head(next(reversed(features.values())))
         if self.context is not None:
             scores = self.context(scores)
         return F.interpolate(scores, size=images.shape[-2:], mode="bilinear", align_corners=False)
@@ -37,7 +37,7 @@ def build_segmentor(
 ) -> Segmentor:
     """Assemble a Segmentor; `head` and `context` are factories (Hydra `_partial_` configs)
     that receive the sizes only known here: the backbone's channels and the number of classes."""
-    head_module = head(backbone.out_channels["layer4"], num_classes)
+    head_module = head(backbone.output_channels, num_classes)
     context_module = context(num_classes) if context is not None else None
     segmentor = Segmentor(backbone, head_module, context_module)
     segmentor.name = name
