@@ -97,6 +97,8 @@ class Trainer:
         self.val_loader = build_eval_loader(self.val_set, data.val_batch_size, data.num_workers, self.device, rank, world)
 
         model = build_model(cfg.model, len(self.class_names))
+        if tc.sync_bn and self.dist.enabled and self.device.type != "cuda":
+            raise ConfigError("trainer.sync_bn=true needs CUDA: torch's SyncBatchNorm runs only on GPU modules")
         if tc.sync_bn and self.dist.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
@@ -117,9 +119,12 @@ class Trainer:
             self._resume(tc.resume)
 
     # ------------------------------------------------------------------ the loop
-    def fit(self) -> dict:
-        """Train up to `trainer.max_iters`; return the run summary (also written as metrics.json)."""
+    def fit(self, until: int | None = None) -> dict:
+        """Train up to `trainer.max_iters` (or stop early at iteration `until`, saving last.pt, so
+        that a later resume continues the same schedule); return the run summary, which is also
+        written as metrics.json."""
         tc = self.cfg.trainer
+        target = min(until or tc.max_iters, tc.max_iters)
         logger = RunLogger(self.run_dir / "tb", enabled=self.dist.is_main)
         logger.config(self.cfg)
         log.info(
@@ -144,7 +149,7 @@ class Trainer:
             dynamic_ncols=True,
             disable=not (tc.progress and self.dist.is_main),
         ) as bar:
-            while self.iteration < tc.max_iters:
+            while self.iteration < target:
                 step_start = time.perf_counter()
                 loss, images, wait = self._train_step(batches)
                 window["images"] += images * self.dist.world_size
@@ -167,7 +172,7 @@ class Trainer:
                     window = {"images": 0, "seconds": 0.0, "wait": 0.0}
                 if self.iteration % tc.val_every == 0 or last:
                     metrics = self._validate(logger)
-                if self.iteration % tc.ckpt_every == 0 or last:
+                if self.iteration % tc.ckpt_every == 0 or last or self.iteration == target:
                     self._save_last()
                 if self._agreed_stop(stop):
                     interrupted = signal.Signals(stop[0]).name if stop else "signal on another rank"

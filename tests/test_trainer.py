@@ -1,0 +1,114 @@
+"""The training engine in-process: exact resume, keep_last, precision, NaN stop, losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import TINY_TRAIN_OVERRIDES
+from segdil.engine.checkpoint import load_checkpoint, load_model_state
+from segdil.engine.trainer import Trainer
+from segdil.errors import CheckpointError, TrainingError
+
+# No validation or TensorBoard images in the way: these tests are about the optimisation state.
+QUIET = [*TINY_TRAIN_OVERRIDES, "trainer.val_every=1000", "trainer.val_panels=0", "trainer.deterministic=true"]
+
+
+def make_trainer(compose, run_dir, *overrides: str) -> Trainer:
+    return Trainer(compose("train", [*QUIET, *overrides]), run_dir)
+
+
+def weights(path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(compose, tmp_path) -> None:
+    # Dropout, shuffling, augmentation and an epoch boundary (16 images / batch 4) all lie
+    # inside the 6 iterations; the stop falls mid-epoch.
+    overrides = ("trainer.max_iters=6", "aug=basic")
+    make_trainer(compose, tmp_path / "straight", *overrides).fit()
+    make_trainer(compose, tmp_path / "split", *overrides).fit(until=3)
+    assert load_checkpoint(tmp_path / "split/checkpoints/last.pt")["iteration"] == 3
+    resumed = make_trainer(compose, tmp_path / "split", *overrides, "trainer.resume=auto")
+    assert resumed.iteration == 3
+    resumed.fit()
+    straight, split = weights(tmp_path / "straight/checkpoints/last.pt"), weights(tmp_path / "split/checkpoints/last.pt")
+    assert straight.keys() == split.keys()
+    for key in straight:
+        assert torch.equal(straight[key], split[key]), key
+
+
+def test_resume_auto_without_checkpoint_starts_fresh(compose, tmp_path) -> None:
+    assert make_trainer(compose, tmp_path, "trainer.resume=auto").iteration == 0
+
+
+def test_resume_from_another_model_lists_the_mismatched_keys(compose, tmp_path) -> None:
+    make_trainer(compose, tmp_path / "ctx", "model=tiny_context", "trainer.max_iters=1").fit()
+    with pytest.raises(CheckpointError, match=r"unexpected \(16\): context\.layers\.0\.bias"):
+        make_trainer(compose, tmp_path / "fcn", "model=tiny_fcn", f"trainer.resume={tmp_path / 'ctx/checkpoints/last.pt'}")
+
+
+def test_load_model_state_reports_missing_unexpected_and_shapes() -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 2, 1))
+    state = {"0.weight": torch.zeros(5, 3, 3, 3), "0.bias": torch.zeros(5), "extra.weight": torch.zeros(1)}
+    with pytest.raises(CheckpointError) as error:
+        load_model_state(model, state, "x.pt")
+    message = str(error.value)
+    assert "missing (2): 1.bias, 1.weight" in message
+    assert "unexpected (1): extra.weight" in message
+    assert "shape mismatch (2): 0.bias, 0.weight" in message
+
+
+def test_keep_last_keeps_the_newest_snapshots(compose, tmp_path) -> None:
+    make_trainer(compose, tmp_path, "trainer.ckpt_every=1", "trainer.keep_last=2").fit()
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt"))
+    assert names == ["best.pt", "iter_0000003.pt", "iter_0000004.pt", "last.pt"]
+
+
+@pytest.mark.parametrize("overrides", [("trainer.precision=bf16",), ("trainer.channels_last=true",),
+                                       ("trainer.precision=bf16", "trainer.channels_last=true")])
+def test_mixed_precision_and_channels_last_train(compose, tmp_path, overrides) -> None:
+    trainer = make_trainer(compose, tmp_path, "trainer.max_iters=2", *overrides)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    summary = trainer.fit()
+    after = trainer.model.state_dict()
+    assert summary["iterations"] == 2
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+
+
+def test_accumulation_sees_the_samples_of_a_larger_batch(compose, tmp_path) -> None:
+    """2 micro-batches of 2 hold the same four samples, with the same augmentation, as one batch of
+    4 (the weights differ only through BatchNorm's per-batch statistics)."""
+    big = make_trainer(compose, tmp_path / "a", "data.batch_size=4", "trainer.max_iters=1")
+    small = make_trainer(compose, tmp_path / "b", "data.batch_size=2", "trainer.accumulate=2", "trainer.max_iters=1")
+    big_images = torch.cat([b[0] for b, _ in zip(big.train_loader, range(1))])
+    small_images = torch.cat([b[0] for b, _ in zip(small.train_loader, range(2))])
+    assert torch.equal(big_images, small_images)  # the same four samples, same augmentation
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(compose, tmp_path) -> None:
+    trainer = make_trainer(compose, tmp_path, "trainer.max_iters=50", "trainer.ckpt_every=1", "optim.lr=1e30",
+                           "schedule.warmup_iters=0")
+    with pytest.raises(TrainingError, match=r"at iteration (\d+)") as error:
+        trainer.fit()
+    stopped_at = int(error.value.args[0].split("at iteration ")[1].split(":")[0])
+    last = load_checkpoint(tmp_path / "checkpoints/last.pt")
+    assert last["iteration"] == stopped_at - 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+def test_unknown_precision_is_a_config_error(compose, tmp_path) -> None:
+    with pytest.raises(Exception, match="trainer.precision=8"):
+        make_trainer(compose, tmp_path, "trainer.precision=8")
+    with pytest.raises(Exception, match="needs CUDA"):
+        make_trainer(compose, tmp_path, "trainer.precision=16", "trainer.device=cpu")
+
+
+def test_class_weights_from_config_must_match_classes(compose, tmp_path) -> None:
+    with pytest.raises(Exception, match="loss.class_weights has 2 values: expected 5"):
+        make_trainer(compose, tmp_path, "loss.class_weights=[1.0,2.0]")
+    trainer = make_trainer(compose, tmp_path, "loss.class_weights=median_frequency")
+    assert trainer.criterion.class_weights.shape == (5,) and math.isfinite(float(trainer.criterion.class_weights.sum()))
