@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from segdil.errors import SegdilError
 
 log = logging.getLogger("segdil")
+
+
+def run_stamp() -> str:
+    """The name of a new run directory: the start time, or under torchrun the launch's run id,
+    because each rank composes its own config and their clocks may straddle a second; all ranks
+    of one launch must share one directory (rank 0 writes, the others only read)."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    if run_id != "none":
+        return f"torchrun_{run_id}"
+    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+OmegaConf.register_new_resolver("segdil_run_stamp", run_stamp, use_cache=True, replace=True)
 
 
 def run_dir() -> Path:

@@ -50,3 +50,14 @@ def test_loads_torchvision_state_dict(tmp_path) -> None:
     torch.save(reference.state_dict(), path)
     backbone = build_backbone(depth=18, output_stride=8, weights=str(path))
     assert torch.equal(backbone.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+
+
+def test_truncated_front_end() -> None:
+    backbone = build_backbone(depth=10, output_stride=8, width=16, num_stages=2).eval()
+    with torch.no_grad():
+        features = backbone(torch.randn(1, 3, 64, 64))
+    assert list(features) == ["layer1", "layer2"]
+    assert features["layer2"].shape == (1, 32, 8, 8) and backbone.output_channels == 32
+    assert not hasattr(backbone, "layer3")
+    with pytest.raises(Exception, match="num_stages=5"):
+        build_backbone(num_stages=5)

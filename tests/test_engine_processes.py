@@ -126,3 +126,12 @@ def test_multirun_makes_one_directory_per_run(tmp_path: Path) -> None:
         state = load_checkpoint(tmp_path / job / "checkpoints/last.pt")
         assert state["iteration"] == 2
         assert f"lr: {lr}" in state["config"]
+
+
+def test_torchrun_ranks_share_the_default_run_directory(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "train.py"), *TINY_TRAIN_OVERRIDES, "trainer.max_iters=1", "data.batch_size=2"]
+    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (tmp_path / "outputs/train").iterdir()
+    assert run.name.startswith("torchrun_") and (run / "checkpoints/last.pt").is_file()

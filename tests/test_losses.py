@@ -1,0 +1,56 @@
+"""Loss: plain, class-weighted and OHEM cross entropy against direct computations."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segdil.losses import SegmentationLoss, median_frequency_weights
+
+
+def batch(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, 4, 8, 8, generator=generator)
+    target = torch.randint(0, 4, (2, 8, 8), generator=generator)
+    target[:, 0] = 255
+    return logits, target
+
+
+def test_plain_and_weighted_match_torch_cross_entropy() -> None:
+    logits, target = batch()
+    assert torch.allclose(SegmentationLoss()(logits, target), F.cross_entropy(logits, target, ignore_index=255))
+    weights = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    expected = F.cross_entropy(logits, target, weight=weights, ignore_index=255)
+    assert torch.allclose(SegmentationLoss(weights)(logits, target), expected)
+
+
+def test_ohem_keeps_hard_pixels_only() -> None:
+    logits, target = batch(1)
+    valid = target != 255
+    probability = logits.softmax(1).gather(1, target.clamp(max=3).unsqueeze(1)).squeeze(1)
+    per_pixel = F.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    # Threshold 1.0 keeps every valid pixel: plain cross entropy.
+    assert torch.allclose(SegmentationLoss(ohem_thresh=1.0, ohem_min_kept=1)(logits, target), per_pixel[valid].mean())
+    # Threshold 0.3 keeps pixels with true-class probability <= 0.3 (more than min_kept here).
+    hard = valid & (probability <= 0.3)
+    assert 5 < int(hard.sum()) < int(valid.sum())
+    assert torch.allclose(SegmentationLoss(ohem_thresh=0.3, ohem_min_kept=5)(logits, target), per_pixel[hard].mean())
+    # Threshold 0 but min_kept 10: the 10 hardest valid pixels.
+    hardest = per_pixel[valid].sort(descending=True).values[:10]
+    assert torch.allclose(SegmentationLoss(ohem_thresh=0.0, ohem_min_kept=10)(logits, target), hardest.mean())
+
+
+def test_all_ignored_gives_zero_loss_with_gradient() -> None:
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    loss = SegmentationLoss()(logits, torch.full((1, 4, 4), 255))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.all(logits.grad == 0)
+
+
+def test_median_frequency_by_hand() -> None:
+    # Image A (4 px): class 0 x3, class 1 x1. Image B (4 px): class 0 x2, class 2 x1, one ignored.
+    a = np.array([[0, 0], [0, 1]], dtype=np.uint8)
+    b = np.array([[0, 0], [2, 255]], dtype=np.uint8)
+    # f0 = 5/8 (in both images), f1 = 1/4 (image A only), f2 = 1/4 (image B only); median 1/4.
+    weights = median_frequency_weights([a, b], num_classes=4)
+    assert weights.tolist() == pytest.approx([0.25 / 0.625, 1.0, 1.0, 0.0])
