@@ -1,4 +1,6 @@
 # Two commands set everything up: `make demo` and `make test` (each creates .venv if missing).
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,9 +11,10 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 venv: $(VENV)/.installed
 
 # Reinstalled when pyproject.toml changes. pip, not uv: pip finds the local torch wheels.
+# The grep drops pip's warnings about absent local wheel folders; pipefail keeps pip's status.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	touch $@
 
 demo: venv
