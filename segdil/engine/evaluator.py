@@ -22,7 +22,7 @@ from segdil.engine.builders import build_model, build_transforms, resolve_device
 from segdil.engine.checkpoint import load_checkpoint, load_model_state
 from segdil.engine.distributed import all_reduce_sum
 from segdil.errors import ConfigError
-from segdil.metrics import ConfusionMatrix, SegmentationMetrics, format_table
+from segdil.metrics import ConfusionMatrix, format_table
 
 log = logging.getLogger(__name__)
 
