@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from segdil.data.base import SegmentationDataset, Transform
+from segdil.engine.checkpoint import load_checkpoint, load_model_state
 from segdil.errors import ConfigError
 from segdil.losses import SegmentationLoss, median_frequency_weights
 
@@ -49,3 +52,12 @@ def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset) -> Segmenta
                 "(one per class), median_frequency or null"
             )
     return SegmentationLoss(class_weights, loss_cfg.ohem_thresh, loss_cfg.ohem_min_kept)
+
+
+def restore_model(checkpoint_path: str | Path, device: torch.device) -> tuple[nn.Module, dict, DictConfig]:
+    """(model in eval mode on `device`, the checkpoint dict, the config it was trained with)."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    trained_cfg = OmegaConf.create(checkpoint["config"])
+    model = build_model(trained_cfg.model, len(checkpoint["class_names"]))
+    load_model_state(model, checkpoint["model"], checkpoint_path)
+    return model.to(device).eval(), checkpoint, trained_cfg

@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import ContextManager
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from segdil.data.base import IGNORE_INDEX
 from segdil.data.loader import build_dataset, build_eval_loader
-from segdil.engine.builders import build_model, build_transforms, resolve_device
-from segdil.engine.checkpoint import load_checkpoint, load_model_state
+from segdil.engine.builders import build_transforms, resolve_device, restore_model
 from segdil.engine.distributed import all_reduce_sum
 from segdil.errors import ConfigError
 from segdil.metrics import ConfusionMatrix, format_table
@@ -54,10 +53,9 @@ def evaluate(
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     """eval.py's work: rebuild the model from the checkpoint's own config, evaluate
     `cfg.dataset.split`, print the table and write `metrics.json` into `run_dir`."""
-    checkpoint = load_checkpoint(cfg.checkpoint)
-    trained_cfg = OmegaConf.create(checkpoint["config"])
-    class_names = list(checkpoint["class_names"])
     device = resolve_device(cfg.device)
+    model, checkpoint, _ = restore_model(cfg.checkpoint, device)
+    class_names = list(checkpoint["class_names"])
 
     _, val_transform = build_transforms(cfg.aug)
     dataset = build_dataset(cfg.dataset, cfg.dataset.split, val_transform)
@@ -67,9 +65,6 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
             f"but the chosen dataset has {dataset.num_classes} classes {list(dataset.class_names)[:4]}...: "
             "pass the dataset the model was trained on (e.g. dataset=camvid dataset.root=...)"
         )
-    model = build_model(trained_cfg.model, len(class_names))
-    load_model_state(model, checkpoint["model"], cfg.checkpoint)
-    model.to(device)
     loader = build_eval_loader(dataset, cfg.batch_size, cfg.num_workers, device)
 
     start = time.perf_counter()

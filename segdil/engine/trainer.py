@@ -295,6 +295,7 @@ class Trainer:
             "best_miou": self.best_miou,
             "rng": capture_rng_state(),
             "class_names": self.class_names,
+            "palette": [list(colour) for colour in self.palette],
             "config": OmegaConf.to_yaml(self.cfg, resolve=True),
         }
 
