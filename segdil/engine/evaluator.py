@@ -1,18 +1,16 @@
-"""Run a model over a loader and accumulate the confusion matrix (whole-image inference)."""
+"""Evaluation: run a Predictor over a loader into a confusion matrix; eval.py's whole job."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ContextManager
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -20,39 +18,69 @@ from segdil.data.base import IGNORE_INDEX
 from segdil.data.loader import build_dataset, build_eval_loader
 from segdil.engine.builders import build_transforms, resolve_device, restore_model
 from segdil.engine.distributed import all_reduce_sum
+from segdil.engine.inference import Predictor
+from segdil.engine.precision import autocast_factory
+from segdil.engine.prediction_files import PredictionWriter
 from segdil.errors import ConfigError
 from segdil.metrics import ConfusionMatrix, format_table
+from segdil.viz import default_palette
 
 log = logging.getLogger(__name__)
+
+BatchCallback = Callable[[int, torch.Tensor], None]
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    predictor: Predictor,
     loader: DataLoader,
     num_classes: int,
     device: torch.device,
-    autocast: Callable[[], ContextManager] = contextlib.nullcontext,
     progress: bool = True,
     description: str = "eval",
+    on_batch: BatchCallback | None = None,
 ) -> ConfusionMatrix:
-    """The confusion matrix of `model` over every image of `loader`, summed over all processes
-    (each sees its shard); the model is left in eval mode."""
-    model.eval()
+    """The confusion matrix over every image of `loader`, summed over all processes (each sees
+    its shard). `on_batch(first_index, predictions)` sees each batch's class maps. The model is
+    left in eval mode."""
+    predictor.model.eval()
     confusion = ConfusionMatrix(num_classes, IGNORE_INDEX, device=device)
+    seen = 0
     for images, masks in tqdm(loader, desc=description, disable=not progress, leave=False, dynamic_ncols=True):
-        images = images.to(device, non_blocking=True)
-        masks = masks.to(device, non_blocking=True)
-        with autocast():
-            logits = model(images)
-        confusion.update(logits.argmax(dim=1), masks)
+        predictions = predictor(images.to(device, non_blocking=True)).argmax(dim=1)
+        confusion.update(predictions, masks.to(device, non_blocking=True))
+        if on_batch is not None:
+            on_batch(seen, predictions)
+        seen += images.shape[0]
     all_reduce_sum(confusion.matrix)
     return confusion
 
 
+def build_predictor(eval_cfg: DictConfig, model: torch.nn.Module, num_classes: int, device: torch.device) -> Predictor:
+    """The inference strategy chosen by the `eval` config node (configs/inference/)."""
+    return Predictor(
+        model,
+        num_classes,
+        mode=eval_cfg.mode,
+        crop=list(eval_cfg.crop),
+        stride=list(eval_cfg.stride),
+        batch_windows=eval_cfg.batch_windows,
+        scales=list(eval_cfg.scales),
+        flip=eval_cfg.flip,
+        autocast=autocast_factory(eval_cfg.precision, device),
+    )
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak resident memory of this process (CPU) or peak allocated CUDA memory, in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     """eval.py's work: rebuild the model from the checkpoint's own config, evaluate
-    `cfg.dataset.split`, print the table and write `metrics.json` into `run_dir`."""
+    `cfg.dataset.split`, print the table, write `metrics.json` (and predictions when asked)."""
     device = resolve_device(cfg.device)
     model, checkpoint, _ = restore_model(cfg.checkpoint, device)
     class_names = list(checkpoint["class_names"])
@@ -66,11 +94,18 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
             "pass the dataset the model was trained on (e.g. dataset=camvid dataset.root=...)"
         )
     loader = build_eval_loader(dataset, cfg.batch_size, cfg.num_workers, device)
+    predictor = build_predictor(cfg.eval, model, len(class_names), device)
+    on_batch = _prediction_saver(cfg, dataset, checkpoint, run_dir) if cfg.eval.save_predictions else None
 
     start = time.perf_counter()
-    metrics = evaluate(model, loader, len(class_names), device, description=f"eval {cfg.dataset.split}").compute()
+    metrics = evaluate(predictor, loader, len(class_names), device, description=f"eval {cfg.dataset.split}", on_batch=on_batch).compute()
     elapsed = time.perf_counter() - start
-    log.info("%s split, %d images, %.1f s\n%s", cfg.dataset.split, len(dataset), elapsed, format_table(metrics, class_names))
+    log.info("%s split:\n%s", cfg.dataset.split, format_table(metrics, class_names))
+    log.info(
+        "%d images in %.1f s (%.2f images/s), mode %s, scales %s, flip %s, peak memory %.0f MiB",
+        len(dataset), elapsed, len(dataset) / elapsed, cfg.eval.mode, list(cfg.eval.scales), cfg.eval.flip,
+        peak_memory_mib(device),
+    )
     result = {
         **metrics.as_dict(class_names),
         "num_images": len(dataset),
@@ -80,3 +115,23 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     log.info("metrics written to %s", run_dir / "metrics.json")
     return result
+
+
+def _prediction_saver(cfg: DictConfig, dataset, checkpoint: dict, run_dir: Path) -> BatchCallback:
+    """A callback writing each batch's predictions under their dataset stems."""
+    palette = checkpoint.get("palette") or getattr(dataset, "palette", None) or default_palette(dataset.num_classes)
+    id_table = None
+    if cfg.eval.format == "cityscapes":
+        id_table = getattr(dataset, "train_id_to_id", None)
+        if id_table is None:
+            raise ConfigError("eval.format=cityscapes needs dataset=cityscapes (its train id -> id table)")
+    elif cfg.eval.format is not None:
+        raise ConfigError(f"eval.format={cfg.eval.format!r}: expected null or cityscapes")
+    writer = PredictionWriter(run_dir, palette, id_table)
+
+    def save(first_index: int, predictions: torch.Tensor) -> None:
+        for offset, prediction in enumerate(predictions.cpu().numpy()):
+            index = first_index + offset
+            writer.write(dataset.stem(index), prediction, dataset.load(index)[0])
+
+    return save

@@ -36,6 +36,7 @@ from segdil.engine.checkpoint import (
 )
 from segdil.engine.distributed import all_reduce_sum, cleanup, init_distributed, local_device
 from segdil.engine.evaluator import evaluate
+from segdil.engine.inference import Predictor
 from segdil.engine.precision import autocast_factory, grad_scaler
 from segdil.engine.tb import RunLogger, prediction_panels
 from segdil.errors import ConfigError, TrainingError
@@ -259,9 +260,8 @@ class Trainer:
     # ------------------------------------------------------------------ validation
     def _validate(self, logger: RunLogger) -> SegmentationMetrics:
         tc = self.cfg.trainer
-        confusion = evaluate(
-            self.model, self.val_loader, len(self.class_names), self.device, self.autocast, tc.progress and self.dist.is_main
-        )
+        predictor = Predictor(self.model, len(self.class_names), autocast=self.autocast)
+        confusion = evaluate(predictor, self.val_loader, len(self.class_names), self.device, tc.progress and self.dist.is_main)
         metrics = confusion.compute()
         logger.validation(confusion, self.class_names, self._panels(), self.iteration)
         log.info("iter %d: val mIoU %.4f, pixel acc %.4f", self.iteration, metrics.miou, metrics.pixel_acc)
