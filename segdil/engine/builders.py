@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from segdil.data.base import Transform
-from segdil.errors import ConfigError
+from segdil.engine.checkpoint import load_checkpoint
+from segdil.errors import ConfigError, SegdilError
+from segdil.models.weights import init_from_checkpoint
 
 
 def resolve_device(name: str) -> torch.device:
@@ -22,9 +25,35 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(model_cfg: DictConfig, num_classes: int) -> nn.Module:
-    """Instantiate `cfg.model` (its `_target_` is a factory such as `build_segmentor`)."""
-    return instantiate(model_cfg, num_classes=num_classes, _convert_="all")
+def build_model(model_cfg: DictConfig, num_classes: int, pretrained: bool = True) -> nn.Module:
+    """Instantiate `cfg.model` (its `_target_` is a factory such as `build_segmentor`), then
+    start it from `model.init_from` (a segdil checkpoint) when set.
+
+    `pretrained=False` skips `model.backbone.weights` and `model.init_from`: for a model whose
+    weights come from its own checkpoint next (eval.py), those files need not exist any more.
+    """
+    cfg = OmegaConf.to_container(model_cfg, resolve=True)
+    init_from = cfg.pop("init_from", None)
+    if not pretrained and isinstance(cfg.get("backbone"), dict):
+        cfg["backbone"]["weights"] = None
+    try:
+        model = instantiate(cfg, num_classes=num_classes, _convert_="all")
+    except InstantiationException as error:
+        cause = _segdil_cause(error)
+        if cause is None:
+            raise
+        raise cause from None  # a bad value or a missing file: one line for the user, no traceback
+    if pretrained and init_from:
+        init_from_checkpoint(model, load_checkpoint(init_from), f"model.init_from={init_from}")
+    return model
+
+
+def _segdil_cause(error: InstantiationException) -> SegdilError | None:
+    """The SegdilError that Hydra's instantiate wrapped (possibly several times), if any."""
+    cause = error.__cause__
+    while isinstance(cause, InstantiationException):
+        cause = cause.__cause__
+    return cause if isinstance(cause, SegdilError) else None
 
 
 def build_transforms(aug_cfg: DictConfig) -> tuple[Transform, Transform]:

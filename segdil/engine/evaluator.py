@@ -58,7 +58,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
             f"but the chosen dataset has {dataset.num_classes} classes {list(dataset.class_names)[:4]}...: "
             "pass the dataset the model was trained on (e.g. dataset=camvid dataset.root=...)"
         )
-    model = build_model(trained_cfg.model, len(class_names))
+    model = build_model(trained_cfg.model, len(class_names), pretrained=False)
     model.load_state_dict(checkpoint["model"])
     model.to(device)
     loader = build_loader(dataset, cfg.batch_size, cfg.num_workers, False, 0, device)

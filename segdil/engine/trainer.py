@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -25,6 +24,7 @@ from segdil.engine.builders import build_model, build_transforms, resolve_device
 from segdil.engine.checkpoint import save_checkpoint
 from segdil.engine.evaluator import evaluate
 from segdil.metrics import SegmentationMetrics, format_table
+from segdil.models import SegmentationLoss
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Trainer:
         self.model = build_model(cfg.model, len(self.class_names)).to(self.device)
         self.optimizer = instantiate(cfg.optim, params=self.model.parameters())
         self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=cfg.trainer.max_iters)
-        self.criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+        self.criterion = SegmentationLoss(IGNORE_INDEX, aux_weight=self.model.aux_weight)
         self.iteration = 0
         self.best_miou = float("-inf")
 
