@@ -1,12 +1,16 @@
-"""The Segmentor: context placement, auxiliary head and its loss, the batch-of-1 guard."""
+"""The Segmentor: context placement, auxiliary head and its loss, the batch-of-1 guard, summary."""
+
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import TINY_TRAIN_OVERRIDES
 from segdil.engine.builders import build_model
 from segdil.errors import ConfigError
 from segdil.models import SegmentationLoss
+from segdil.models.summary import forward_gflops, log_model_summary
 
 IMAGES = torch.randn(2, 3, 48, 64)
 
@@ -71,3 +75,41 @@ def test_aspp_refuses_a_training_batch_of_one(compose) -> None:
     with pytest.raises(ConfigError, match="data.batch_size >= 2"):
         model.train()(IMAGES[:1])
     assert model.eval()(IMAGES[:1]).shape == (1, 5, 48, 64)
+
+
+def test_trainer_runs_deeplab_with_aux_head_and_logs_summary(compose, tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from segdil.engine.trainer import Trainer
+
+    overrides = [*TINY_TRAIN_OVERRIDES, "model=deeplabv3_resnet18", "model.aux_weight=0.5", "trainer.max_iters=2"]
+    summary = Trainer(compose("train", overrides), tmp_path).fit()
+    assert summary["iterations"] == 2 and json.loads((tmp_path / "metrics.json").read_text())["final"]
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert {"model/gflops", "model/gridding_fraction", "model/parameters_M"} <= set(events.Tags()["scalars"])
+    assert "model/receptive_field" not in events.Tags()["scalars"]  # global (ASPP image pooling)
+
+
+def test_flops_and_summary_figures(compose) -> None:
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    assert forward_gflops(conv, (20, 30)) * 1e9 == 2 * 3 * 8 * 9 * 20 * 30  # two FLOPs per multiply-add
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.scalars, self.texts = {}, {}
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            self.scalars[tag] = (value, step)
+
+        def add_text(self, tag: str, text: str, step: int) -> None:
+            self.texts[tag] = text
+
+    model = build_model(compose("train", ["model=tiny_fcn", "model.backbone.width=8"]).model, 5)
+    recorder = Recorder()
+    summary = log_model_summary(model, (64, 64), recorder)
+    assert summary.parameters == sum(p.numel() for p in model.parameters())
+    assert recorder.scalars["model/output_stride"] == (8.0, 0)
+    assert recorder.scalars["model/receptive_field"] == (459, 0)
+    assert recorder.scalars["model/gridding_fraction"] == (1.0, 0)
+    assert "model tiny_fcn" in recorder.texts["model/summary"]

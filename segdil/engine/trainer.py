@@ -25,6 +25,7 @@ from segdil.engine.checkpoint import save_checkpoint
 from segdil.engine.evaluator import evaluate
 from segdil.metrics import SegmentationMetrics, format_table
 from segdil.models import SegmentationLoss
+from segdil.models.summary import log_model_summary
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Trainer:
         """Train for `trainer.max_iters` iterations; return the run summary (also saved as JSON)."""
         trainer_cfg = self.cfg.trainer
         writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+        log_model_summary(self.model, self.train_loader.dataset[0][0].shape[-2:], writer)
         parameters = sum(p.numel() for p in self.model.parameters())
         log.info(
             "model %s: %.2fM parameters | %d train / %d val images | device %s",
