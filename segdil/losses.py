@@ -13,7 +13,9 @@ from segdil.data.base import IGNORE_INDEX
 
 
 class SegmentationLoss(nn.Module):
-    """Pixel-wise cross entropy averaged over the kept pixels, each weighted by its class weight.
+    """Pixel-wise cross entropy averaged over the kept pixels, each weighted by its class weight;
+    plus `aux_weight` times the same loss of the auxiliary logits when the Segmentor returns
+    `{"out", "aux"}` (training with an auxiliary head).
 
     OHEM (online hard example mining, as in PSPNet's training): keep only pixels whose
     probability for the true class is below `ohem_thresh`, but never fewer than
@@ -26,12 +28,22 @@ class SegmentationLoss(nn.Module):
         ohem_thresh: float | None = None,
         ohem_min_kept: int = 100_000,
         ignore_index: int = IGNORE_INDEX,
+        aux_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.ohem_thresh, self.ohem_min_kept, self.ignore_index = ohem_thresh, ohem_min_kept, ignore_index
+        self.aux_weight = aux_weight
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, outputs: torch.Tensor | dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        if isinstance(outputs, torch.Tensor):
+            return self._pixel_loss(outputs, target)
+        loss = self._pixel_loss(outputs["out"], target)
+        if "aux" in outputs:
+            loss = loss + self.aux_weight * self._pixel_loss(outputs["aux"], target)
+        return loss
+
+    def _pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         pixel_loss = F.cross_entropy(logits, target, self.class_weights, ignore_index=self.ignore_index, reduction="none")
         keep = target != self.ignore_index

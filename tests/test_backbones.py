@@ -1,9 +1,11 @@
-"""Dilated ResNet: output strides, shapes, dilations and torchvision compatibility."""
+"""Dilated ResNet and DRN backbones: output strides, shapes, dilations, torchvision compatibility."""
 
 import pytest
 import torch
 import torchvision
+from torch import nn
 
+from segdil.errors import ConfigError
 from segdil.models.backbones import STAGE_BLOCKS, build_backbone
 
 INPUT = (1, 3, 64, 96)
@@ -21,7 +23,8 @@ def test_output_stride_and_shapes(depth: int, output_stride: int) -> None:
     for index, (name, stride) in enumerate(stage_strides.items()):
         channels = width * 2**index * expansion
         assert features[name].shape == (1, channels, INPUT[2] // stride, INPUT[3] // stride), name
-        assert backbone.out_channels[name] == channels
+        assert backbone.feature_info[name] == (channels, stride)
+    assert features["out"] is features["layer4"]
 
 
 @pytest.mark.parametrize(
@@ -44,20 +47,86 @@ def test_parameters_and_keys_match_torchvision(depth: int, factory) -> None:
     assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in reference.items()}
 
 
+@pytest.mark.parametrize("arch", ["drn_c", "drn_d"])
+@pytest.mark.parametrize("depth", [18, 50])
+def test_drn_shapes_and_features(arch: str, depth: int) -> None:
+    width = 8
+    backbone = build_backbone(depth=depth, output_stride=8, width=width, arch=arch).eval()
+    with torch.no_grad():
+        features = backbone(torch.randn(INPUT))
+    expansion = 4 if depth >= 50 else 1
+    assert list(features) == ["layer1", "layer2", "layer3", "layer4", "layer5", "layer6", "out"]
+    assert features["layer1"].shape == (1, width * expansion, 16, 24)  # stride 4 without max pooling
+    assert features["layer4"].shape == (1, width * 8 * expansion, 8, 12)
+    assert features["out"].shape == (1, width * 8, 8, 12)  # degridding levels at 8 x width
+    assert backbone.feature_info["out"] == (width * 8, 8)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in backbone.modules())
+
+
+@pytest.mark.parametrize(("arch", "layers"), [("drn_c", 26), ("drn_d", 22)])
+def test_drn_layer_counts_match_the_paper(arch: str, layers: int) -> None:
+    """DRN-C-26 / DRN-D-22 count their spatial convolutions plus the 1x1 classifier (1x1
+    projection shortcuts are not counted); the last two levels are dilated 2 then 1, no residual."""
+    backbone = build_backbone(depth=18, width=8, arch=arch)
+    spatial = [m for m in backbone.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
+    assert len(spatial) + 1 == layers
+    for name, dilation in (("layer5", 2), ("layer6", 1)):
+        convs = [m for m in getattr(backbone, name).modules() if isinstance(m, nn.Conv2d)]
+        assert convs and all(conv.dilation == (dilation, dilation) for conv in convs)
+        assert not any(isinstance(m, torchvision.models.resnet.BasicBlock) for m in getattr(backbone, name).modules())
+
+
+def test_drn_degridding_levels_have_no_shortcut() -> None:
+    """Zeroing the last BN of layer6 silences the output: nothing bypasses the degridding levels."""
+    backbone = build_backbone(depth=18, width=8, arch="drn_c").eval()
+    nn.init.zeros_(backbone.layer6[-1][1].weight)
+    nn.init.zeros_(backbone.layer6[-1][1].bias)
+    with torch.no_grad():
+        assert backbone(torch.randn(INPUT))["out"].abs().max() == 0
+
+
 def test_loads_torchvision_state_dict(tmp_path) -> None:
     reference = torchvision.models.resnet18(weights=None)
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)
     backbone = build_backbone(depth=18, output_stride=8, weights=str(path))
-    assert torch.equal(backbone.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+    for name, tensor in backbone.state_dict().items():
+        assert torch.equal(tensor, reference.state_dict()[name]), name
+
+
+def test_torchvision_weights_fill_the_resnet_part_of_a_drn(tmp_path, caplog) -> None:
+    """DRN keeps torchvision's names for the ResNet stages: everything loads there except the
+    first block of layer1, whose input is DRN's 32-channel stem; the rest is reported."""
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    with caplog.at_level("INFO", logger="segdil.models.weights"):
+        backbone = build_backbone(depth=18, arch="drn_c", weights=str(path))
+    reference_state = reference.state_dict()
+    assert torch.equal(backbone.layer4[1].conv2.weight, reference_state["layer4.1.conv2.weight"])
+    assert torch.equal(backbone.layer1[1].conv1.weight, reference_state["layer1.1.conv1.weight"])
+    assert backbone.layer1[0].conv1.weight.shape != reference_state["layer1.0.conv1.weight"].shape
+    report = caplog.text
+    assert "other shape in the file, left as initialised (1): layer1.0.conv1.weight" in report
+    assert "stem.conv.* (6)" in report and "layer6.0.* (6)" in report  # not in the file
+    assert "fc.weight" in report and "conv1.weight" in report  # in the file, ignored
+
+
+def test_bad_arch_and_width() -> None:
+    with pytest.raises(ConfigError, match="model.backbone.arch='drn_x'"):
+        build_backbone(arch="drn_x")
+    with pytest.raises(ConfigError, match="model.backbone.width=10"):
+        build_backbone(arch="drn_c", width=10)
 
 
 def test_truncated_front_end() -> None:
     backbone = build_backbone(depth=10, output_stride=8, width=16, num_stages=2).eval()
     with torch.no_grad():
         features = backbone(torch.randn(1, 3, 64, 64))
-    assert list(features) == ["layer1", "layer2"]
-    assert features["layer2"].shape == (1, 32, 8, 8) and backbone.output_channels == 32
+    assert list(features) == ["layer1", "layer2", "out"]
+    assert features["out"].shape == (1, 32, 8, 8) and backbone.feature_info["out"].channels == 32
     assert not hasattr(backbone, "layer3")
     with pytest.raises(Exception, match="num_stages=5"):
         build_backbone(num_stages=5)
+    with pytest.raises(Exception, match="num_stages=2"):
+        build_backbone(arch="drn_c", num_stages=2)

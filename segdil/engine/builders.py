@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from segdil.data.base import SegmentationDataset, Transform
 from segdil.engine.checkpoint import load_checkpoint, load_model_state
-from segdil.errors import ConfigError
+from segdil.errors import ConfigError, SegdilError
 from segdil.losses import SegmentationLoss, median_frequency_weights
+from segdil.models.weights import init_from_checkpoint
 
 
 def resolve_device(name: str) -> torch.device:
@@ -26,9 +28,35 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(model_cfg: DictConfig, num_classes: int) -> nn.Module:
-    """Instantiate `cfg.model` (its `_target_` is a factory such as `build_segmentor`)."""
-    return instantiate(model_cfg, num_classes=num_classes, _convert_="all")
+def build_model(model_cfg: DictConfig, num_classes: int, pretrained: bool = True) -> nn.Module:
+    """Instantiate `cfg.model` (its `_target_` is a factory such as `build_segmentor`), then
+    start it from `model.init_from` (a segdil checkpoint) when set.
+
+    `pretrained=False` skips `model.backbone.weights` and `model.init_from`: for a model whose
+    weights come from its own checkpoint next (eval.py), those files need not exist any more.
+    """
+    cfg = OmegaConf.to_container(model_cfg, resolve=True)
+    init_from = cfg.pop("init_from", None)
+    if not pretrained and isinstance(cfg.get("backbone"), dict):
+        cfg["backbone"]["weights"] = None
+    try:
+        model = instantiate(cfg, num_classes=num_classes, _convert_="all")
+    except InstantiationException as error:
+        cause = _segdil_cause(error)
+        if cause is None:
+            raise
+        raise cause from None  # a bad value or a missing file: one line for the user, no traceback
+    if pretrained and init_from:
+        init_from_checkpoint(model, load_checkpoint(init_from), f"model.init_from={init_from}")
+    return model
+
+
+def _segdil_cause(error: InstantiationException) -> SegdilError | None:
+    """The SegdilError that Hydra's instantiate wrapped (possibly several times), if any."""
+    cause = error.__cause__
+    while isinstance(cause, InstantiationException):
+        cause = cause.__cause__
+    return cause if isinstance(cause, SegdilError) else None
 
 
 def build_transforms(aug_cfg: DictConfig) -> tuple[Transform, Transform]:
@@ -36,8 +64,9 @@ def build_transforms(aug_cfg: DictConfig) -> tuple[Transform, Transform]:
     return instantiate(aug_cfg.train), instantiate(aug_cfg.val)
 
 
-def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset) -> SegmentationLoss:
-    """Cross entropy with the configured class weights (a list, `median_frequency`, or null) and OHEM."""
+def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset, aux_weight: float = 0.0) -> SegmentationLoss:
+    """Cross entropy with the configured class weights (a list, `median_frequency`, or null),
+    OHEM, and the model's auxiliary-head weight."""
     num_classes = train_set.num_classes
     weights = loss_cfg.class_weights
     if weights is None:
@@ -51,13 +80,13 @@ def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset) -> Segmenta
                 f"loss.class_weights has {class_weights.numel()} values: expected {num_classes} "
                 "(one per class), median_frequency or null"
             )
-    return SegmentationLoss(class_weights, loss_cfg.ohem_thresh, loss_cfg.ohem_min_kept)
+    return SegmentationLoss(class_weights, loss_cfg.ohem_thresh, loss_cfg.ohem_min_kept, aux_weight=aux_weight)
 
 
 def restore_model(checkpoint_path: str | Path, device: torch.device) -> tuple[nn.Module, dict, DictConfig]:
     """(model in eval mode on `device`, the checkpoint dict, the config it was trained with)."""
     checkpoint = load_checkpoint(checkpoint_path)
     trained_cfg = OmegaConf.create(checkpoint["config"])
-    model = build_model(trained_cfg.model, len(checkpoint["class_names"]))
+    model = build_model(trained_cfg.model, len(checkpoint["class_names"]), pretrained=False)
     load_model_state(model, checkpoint["model"], checkpoint_path)
     return model.to(device).eval(), checkpoint, trained_cfg

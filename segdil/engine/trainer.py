@@ -41,6 +41,7 @@ from segdil.engine.precision import autocast_factory, grad_scaler
 from segdil.engine.tb import RunLogger, prediction_panels
 from segdil.errors import ConfigError, TrainingError
 from segdil.metrics import SegmentationMetrics, format_table
+from segdil.models.summary import log_model_summary
 from segdil.viz import default_palette
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class Trainer:
         self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=tc.max_iters)
         self.autocast = autocast_factory(tc.precision, self.device)
         self.scaler = grad_scaler(tc.precision, self.device)
-        self.criterion = build_loss(cfg.loss, self.train_set).to(self.device)
+        self.criterion = build_loss(cfg.loss, self.train_set, getattr(self.model, "aux_weight", 0.0)).to(self.device)
         self.iteration = 0
         self.best_miou = float("-inf")
         if tc.resume:
@@ -128,6 +129,8 @@ class Trainer:
         target = min(until or tc.max_iters, tc.max_iters)
         logger = RunLogger(self.run_dir / "tb", enabled=self.dist.is_main)
         logger.config(self.cfg)
+        if self.dist.is_main:
+            log_model_summary(self.model, self.train_set[0][0].shape[-2:], logger.writer)
         log.info(
             "model %s: %.2fM parameters | %d train / %d val images | %s x %d process(es), precision %s",
             self.cfg.model.get("name", "?"),

@@ -52,7 +52,11 @@ def identity_init_(conv: nn.Conv2d, num_classes: int, noise_std: float = 0.0) ->
 
 
 class ContextModule(nn.Module):
-    """Dilated 3x3 convolutions over the class scores, then a 1x1; output has the input's size.
+    """Dilated 3x3 convolutions over C channels, then a 1x1; output has the input's size.
+
+    The paper places it on the class scores (C = number of classes); the Segmentor can also
+    place it on backbone features (C = feature channels, `model.context_placement=features`),
+    whose values are non-negative after the backbone's ReLU, so the identity start is exact.
 
     `variant="basic"` keeps C channels throughout and is exactly the identity at
     initialisation for non-negative input (the ReLUs clip negative scores). `variant="large"`
@@ -66,7 +70,7 @@ class ContextModule(nn.Module):
 
     def __init__(
         self,
-        num_classes: int,
+        channels: int,
         dilations: Sequence[int] = PAPER_DILATIONS,
         variant: str = "basic",
         noise_std: float = 1e-3,
@@ -74,30 +78,30 @@ class ContextModule(nn.Module):
     ) -> None:
         super().__init__()
         if variant == "basic":
-            widths = [num_classes] * len(dilations)
+            widths = [channels] * len(dilations)
             noise_std = 0.0
         elif variant == "large":
-            widths = [num_classes * m for m in large_width_multipliers(len(dilations))]
+            widths = [channels * m for m in large_width_multipliers(len(dilations))]
         else:
             raise ConfigError(f"model.context.variant={variant!r}: expected 'basic' or 'large'")
         if not dilations or any(int(d) < 1 for d in dilations):
             raise ConfigError(f"model.context.dilations={list(dilations)}: expected positive integers")
 
         layers: list[nn.Module] = []
-        in_channels = num_classes
+        in_channels = channels
         for dilation, out_channels in zip(dilations, widths):
             layers += [
                 nn.Conv2d(in_channels, out_channels, 3, padding=int(dilation), dilation=int(dilation)),
                 nn.ReLU(inplace=True),
             ]
             in_channels = out_channels
-        layers.append(nn.Conv2d(in_channels, num_classes, 1))
+        layers.append(nn.Conv2d(in_channels, channels, 1))
         self.layers = nn.Sequential(*layers)
         self.dilations = [int(d) for d in dilations]
         self.variant, self.residual = variant, residual
         for layer in self.layers:
             if isinstance(layer, nn.Conv2d):
-                identity_init_(layer, num_classes, noise_std)
+                identity_init_(layer, channels, noise_std)
         if residual:
             nn.init.zeros_(self.layers[-1].weight)
             nn.init.zeros_(self.layers[-1].bias)

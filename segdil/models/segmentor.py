@@ -1,44 +1,128 @@
-"""The Segmentor composes backbone -> head -> (context module) and returns logits at input size."""
+"""The Segmentor composes backbone -> [context] -> head -> [context] and returns logits at input
+size; `segdil.losses.SegmentationLoss` is the one place where its outputs become a loss."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models.segmentation.deeplabv3 import ASPPPooling
+from torchvision.ops import Conv2dNormActivation
 
-from segdil.models.backbones import DilatedResNet
+from segdil.errors import ConfigError
+from segdil.models.backbones import DilatedResNet, FeatureInfo
+from segdil.models.heads import fcn_head
+
+# Where the context module runs: on the class scores after the head (Yu & Koltun), or on the
+# backbone's last feature before the head.
+CONTEXT_PLACEMENTS = ("scores", "features")
+
+Outputs = torch.Tensor | dict[str, torch.Tensor]
+
+
+def _upsample(scores: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(scores, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class Segmentor(nn.Module):
-    """Backbone features -> class scores -> optional context aggregation -> bilinear upsampling."""
+    """Backbone features -> [context on features] -> head -> [context on scores] -> bilinear upsampling.
 
-    def __init__(self, backbone: DilatedResNet, head: nn.Module, context: nn.Module | None = None) -> None:
+    `forward` returns the logits (N x C x H x W at the input's size), except in training mode
+    with an auxiliary head: then `{"out": logits, "aux": aux_logits}` for SegmentationLoss.
+    """
+
+    def __init__(
+        self,
+        backbone: DilatedResNet,
+        head: nn.Module,
+        num_classes: int,
+        context: nn.Module | None = None,
+        context_placement: str = "scores",
+        aux_head: nn.Module | None = None,
+        aux_weight: float = 0.0,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.context = context
+        self.aux_head = aux_head
+        self.num_classes, self.context_placement, self.aux_weight = num_classes, context_placement, aux_weight
+        # torchvision's ASPP applies BatchNorm to the 1x1 output of its image-pooling branch:
+        # in training mode that needs two samples or more (one value per channel cannot be normalised).
+        self._needs_two_samples = any(isinstance(module, ASPPPooling) for module in self.modules())
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> Outputs:
+        if self.training and self._needs_two_samples and images.shape[0] < 2:
+            raise ConfigError(
+                "training on a batch of 1 image: the image-pooling branch of ASPP batch-normalises "
+                "one value per channel; use data.batch_size >= 2"
+            )
         features = self.backbone(images)
-        scores = self.head(next(reversed(features.values())))
-        if self.context is not None:
+        if self.context is not None and self.context_placement == "features":
+            features = {**features, "out": self.context(features["out"])}
+        scores = self.head(features)
+        if self.context is not None and self.context_placement == "scores":
             scores = self.context(scores)
-        return F.interpolate(scores, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        logits = _upsample(scores, images)
+        if self.training and self.aux_head is not None:
+            return {"out": logits, "aux": _upsample(self.aux_head(features), images)}
+        return logits
+
+
+def _feature_context(
+    context: Callable[[int], nn.Module], feature: FeatureInfo, width: int | None
+) -> tuple[nn.Module, FeatureInfo]:
+    """The context module for the backbone's last feature, after an optional 1x1 conv-BN-ReLU
+    projection to `width` channels (the module costs 9 x C^2 per layer, 2.4M at C = 512)."""
+    if width is None:
+        return context(feature.channels), feature
+    projection = Conv2dNormActivation(feature.channels, width, kernel_size=1)
+    return nn.Sequential(projection, context(width)), FeatureInfo(width, feature.stride)
 
 
 def build_segmentor(
     num_classes: int,
     backbone: DilatedResNet,
-    head: Callable[[int, int], nn.Module],
+    head: Callable[[Mapping[str, FeatureInfo], int], nn.Module],
     context: Callable[[int], nn.Module] | None = None,
+    context_placement: str = "scores",
+    context_width: int | None = None,
+    aux_weight: float = 0.0,
     name: str = "",
 ) -> Segmentor:
     """Assemble a Segmentor; `head` and `context` are factories (Hydra `_partial_` configs)
-    that receive the sizes only known here: the backbone's channels and the number of classes."""
-    head_module = head(backbone.output_channels, num_classes)
-    context_module = context(num_classes) if context is not None else None
-    segmentor = Segmentor(backbone, head_module, context_module)
+    that receive what is only known here: the features' channels and strides, and the number
+    of classes (the context module receives its channel count).
+
+    `aux_weight > 0` adds torchvision's FCN head on `layer3` (used in training only) whose
+    cross-entropy is weighted by `aux_weight` in SegmentationLoss.
+    """
+    if context_placement not in CONTEXT_PLACEMENTS:
+        raise ConfigError(f"model.context_placement={context_placement!r}: expected one of {list(CONTEXT_PLACEMENTS)}")
+    if context_width is not None and (context_placement != "features" or context_width < 1):
+        raise ConfigError(
+            f"model.context_width={context_width}: expected null, or a positive width with context_placement=features"
+        )
+    if aux_weight < 0:
+        raise ConfigError(f"model.aux_weight={aux_weight}: expected 0 (no auxiliary head) or a positive weight")
+
+    feature_info = dict(backbone.feature_info)
+    context_module = None
+    if context is not None and context_placement == "scores":
+        context_module = context(num_classes)
+    elif context is not None:
+        context_module, feature_info["out"] = _feature_context(context, feature_info["out"], context_width)
+    aux_head = fcn_head(backbone.feature_info, num_classes, feature="layer3") if aux_weight > 0 else None
+    segmentor = Segmentor(
+        backbone,
+        head(feature_info, num_classes),
+        num_classes,
+        context_module,
+        context_placement,
+        aux_head,
+        aux_weight,
+    )
     segmentor.name = name
     return segmentor

@@ -1,0 +1,94 @@
+"""What a model costs and sees: parameters, forward GFLOPs, output stride, receptive field."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Protocol
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.utils.flop_counter import FlopCounterMode
+
+from segdil.receptive_field import ReceptiveField, eval_mode, format_empirical, measure_receptive_field
+
+log = logging.getLogger(__name__)
+
+
+class ScalarTextWriter(Protocol):
+    """The two methods of TensorBoard's SummaryWriter that `log_model_summary` uses."""
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None: ...
+
+    def add_text(self, tag: str, text: str, step: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    parameters: int
+    gflops: float  # forward, one image of `input_size`, 2 FLOPs per multiply-add
+    input_size: tuple[int, int]
+    receptive_field: ReceptiveField
+
+    def __str__(self) -> str:
+        rf = self.receptive_field
+        height, width = self.input_size
+        return (
+            f"model {self.name}: {self.parameters / 1e6:.2f}M parameters | {self.gflops:.1f} GFLOPs forward "
+            f"at {height}x{width} | output stride {rf.analytic.output_stride}\n{format_empirical(rf)}"
+        )
+
+    def scalars(self) -> dict[str, float]:
+        """Figures for TensorBoard (a global receptive field has no finite value to plot)."""
+        rf = self.receptive_field
+        scalars = {
+            "model/parameters_M": self.parameters / 1e6,
+            "model/gflops": self.gflops,
+            "model/output_stride": float(rf.analytic.output_stride),
+            "model/effective_rf": float(rf.empirical.effective),
+            "model/gridding_fraction": rf.gridding,
+        }
+        if not math.isinf(rf.analytic.field):
+            scalars["model/receptive_field"] = rf.analytic.field
+        return scalars
+
+
+def forward_gflops(model: nn.Module, input_size: Sequence[int]) -> float:
+    """Forward GFLOPs of one image, counted by FlopCounterMode in eval mode on the meta device:
+    the model's tensors are swapped for meta ones, so nothing is computed or allocated."""
+    meta = {name: torch.empty_like(t, device="meta") for name, t in chain(model.named_parameters(), model.named_buffers())}
+    images = torch.empty(1, 3, *input_size, device="meta")
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        functional_call(model, meta, (images,))
+    return counter.get_total_flops() / 1e9
+
+
+def summarize_model(model: nn.Module, input_size: Sequence[int]) -> ModelSummary:
+    """Parameters (all, the auxiliary head's included), GFLOPs at `input_size`, output stride
+    and the structural receptive field (the probe input is `input_size` when it is global)."""
+    size = (int(input_size[0]), int(input_size[1]))
+    return ModelSummary(
+        name=getattr(model, "name", type(model).__name__),
+        parameters=sum(p.numel() for p in model.parameters()),
+        gflops=forward_gflops(model, size),
+        input_size=size,
+        receptive_field=measure_receptive_field(model, global_size=max(size)),
+    )
+
+
+def log_model_summary(
+    model: nn.Module, input_size: Sequence[int], writer: ScalarTextWriter | None = None
+) -> ModelSummary:
+    """Summarise, log, and record once in TensorBoard (text and scalars at step 0) when given a writer."""
+    summary = summarize_model(model, input_size)
+    log.info("%s", summary)
+    if writer is not None:
+        writer.add_text("model/summary", str(summary).replace("\n", "  \n"), 0)
+        for tag, value in summary.scalars().items():
+            writer.add_scalar(tag, value, 0)
+    return summary

@@ -1,0 +1,115 @@
+"""The Segmentor: context placement, auxiliary head and its loss, the batch-of-1 guard, summary."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import TINY_TRAIN_OVERRIDES
+from segdil.engine.builders import build_model
+from segdil.errors import ConfigError
+from segdil.losses import SegmentationLoss
+from segdil.models.summary import forward_gflops, log_model_summary
+
+IMAGES = torch.randn(2, 3, 48, 64)
+
+
+def test_aux_head_outputs_in_training_only(compose) -> None:
+    model = build_model(compose("train", ["model=dilated_resnet18_fcn", "model.backbone.width=8", "model.aux_weight=0.4"]).model, 5)
+    outputs = model.train()(IMAGES)
+    assert set(outputs) == {"out", "aux"}
+    assert outputs["out"].shape == outputs["aux"].shape == (2, 5, 48, 64)
+    assert model.aux_head.feature == "layer3"
+    assert model.eval()(IMAGES).shape == (2, 5, 48, 64)
+    without = build_model(compose("train", ["model=dilated_resnet18_fcn", "model.backbone.width=8"]).model, 5)
+    assert without.aux_head is None and isinstance(without.train()(IMAGES), torch.Tensor)
+
+
+def test_loss_weights_the_auxiliary_logits() -> None:
+    masks = torch.randint(0, 5, (2, 48, 64))
+    masks[0, :4] = 255
+    out, aux = torch.randn(2, 5, 48, 64), torch.randn(2, 5, 48, 64)
+    loss = SegmentationLoss(aux_weight=0.4)
+    expected = F.cross_entropy(out, masks, ignore_index=255) + 0.4 * F.cross_entropy(aux, masks, ignore_index=255)
+    assert loss({"out": out, "aux": aux}, masks) == pytest.approx(expected.item())
+    assert loss(out, masks) == pytest.approx(F.cross_entropy(out, masks, ignore_index=255).item())
+
+
+def test_context_on_features_starts_as_the_identity(compose) -> None:
+    """Without projection the module runs at layer4's width on non-negative features: at init
+    the model computes exactly what the same backbone and head compute without it."""
+    overrides = ["model.backbone.width=8"]
+    fcn = build_model(compose("train", ["model=dilated_resnet18_fcn", *overrides]).model, 5).eval()
+    featured = build_model(
+        compose("train", ["model=dilated_resnet18_context", "model.context_placement=features", *overrides]).model, 5
+    ).eval()
+    missing = featured.load_state_dict(fcn.state_dict(), strict=False).missing_keys
+    assert missing and all(key.startswith("context.") for key in missing)
+    assert featured.context.layers[0].in_channels == 64
+    with torch.no_grad():
+        assert torch.allclose(featured(IMAGES), fcn(IMAGES), atol=1e-6)
+
+
+def test_context_projection_width(compose) -> None:
+    model = build_model(compose("train", ["model=dilated_resnet18_feature_context", "model.backbone.width=8"]).model, 5)
+    assert model.context[0][0].out_channels == 128 and model.context[1].layers[0].in_channels == 128
+    assert model.head[0].in_channels == 128
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.context_placement=middle", "model.context_placement='middle'"),
+        ("model.context_width=64", "model.context_width=64"),  # with placement scores
+        ("model.aux_weight=-1", "model.aux_weight=-1"),
+    ],
+)
+def test_bad_segmentor_values(compose, override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_model(compose("train", ["model=dilated_resnet18_context", "model.backbone.width=8", override]).model, 5)
+
+
+def test_aspp_refuses_a_training_batch_of_one(compose) -> None:
+    model = build_model(compose("train", ["model=deeplabv3_resnet18", "model.backbone.width=8"]).model, 5)
+    with pytest.raises(ConfigError, match="data.batch_size >= 2"):
+        model.train()(IMAGES[:1])
+    assert model.eval()(IMAGES[:1]).shape == (1, 5, 48, 64)
+
+
+def test_trainer_runs_deeplab_with_aux_head_and_logs_summary(compose, tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from segdil.engine.trainer import Trainer
+
+    overrides = [*TINY_TRAIN_OVERRIDES, "model=deeplabv3_resnet18", "model.aux_weight=0.5", "trainer.max_iters=2"]
+    summary = Trainer(compose("train", overrides), tmp_path).fit()
+    assert summary["iterations"] == 2 and json.loads((tmp_path / "metrics.json").read_text())["final"]
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert {"model/gflops", "model/gridding_fraction", "model/parameters_M"} <= set(events.Tags()["scalars"])
+    assert "model/receptive_field" not in events.Tags()["scalars"]  # global (ASPP image pooling)
+
+
+def test_flops_and_summary_figures(compose) -> None:
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    assert forward_gflops(conv, (20, 30)) * 1e9 == 2 * 3 * 8 * 9 * 20 * 30  # two FLOPs per multiply-add
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.scalars, self.texts = {}, {}
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            self.scalars[tag] = (value, step)
+
+        def add_text(self, tag: str, text: str, step: int) -> None:
+            self.texts[tag] = text
+
+    model = build_model(compose("train", ["model=dilated_resnet18_fcn", "model.backbone.width=8"]).model, 5)
+    recorder = Recorder()
+    summary = log_model_summary(model, (64, 64), recorder)
+    assert summary.parameters == sum(p.numel() for p in model.parameters())
+    assert recorder.scalars["model/output_stride"] == (8.0, 0)
+    assert recorder.scalars["model/receptive_field"] == (459, 0)
+    assert recorder.scalars["model/gridding_fraction"] == (1.0, 0)
+    assert "model dilated_resnet18_fcn" in recorder.texts["model/summary"]
