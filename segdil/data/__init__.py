@@ -1,0 +1,1 @@
+"""Datasets (official on-disk layouts and a built-in synthetic one), transforms and loaders."""
