@@ -20,6 +20,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from segdil.data.base import IGNORE_INDEX
+from segdil.data.checks import check_labels
 from segdil.data.loader import build_dataset, build_loader
 from segdil.engine.builders import build_model, build_transforms, resolve_device
 from segdil.engine.checkpoint import save_checkpoint
@@ -54,6 +55,7 @@ class Trainer:
         train_transform, val_transform = build_transforms(cfg.aug)
         train_set = build_dataset(cfg.dataset, cfg.dataset.train_split, train_transform)
         val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, val_transform)
+        check_labels((train_set, val_set), cfg.data.check_labels)  # pre-flight: stop on out-of-range labels
         self.class_names = list(train_set.class_names)
         data = cfg.data
         self.train_loader = build_loader(train_set, data.batch_size, data.num_workers, True, cfg.seed, self.device)
