@@ -1,0 +1,129 @@
+"""Does data loading keep up with training?
+
+    python scripts/bench_data.py dataset.root=../shared/data/camvid aug.crop_size=[360,480]
+
+Takes train.py's overrides (default dataset: camvid). Times, at the configured crop and batch:
+the training pipeline alone (read, augment, collate) with each of `bench.workers`; the train
+step on a ready batch; and the train step fed by the loader, which is the number that counts
+when workers and the model share the same CPU cores. Prints a table, writes bench_data.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable, Iterable, Iterator
+from itertools import repeat
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+import segdil  # noqa: F401  (sets up the environment before albumentations is imported)
+from segdil.cli import run_dir, user_errors
+from segdil.data.loader import build_loader
+from segdil.engine.trainer import Trainer
+
+log = logging.getLogger("segdil")
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+KEEPS_UP = 0.9  # the fed step must reach this fraction of the ready-batch step rate
+
+
+def forever(loader: Iterable[Batch]) -> Iterator[Batch]:
+    """Batches from the loader, epoch after epoch (as the trainer draws them)."""
+    while True:
+        yield from loader
+
+
+def images_per_s(batches: Iterator[Batch], work: Callable[[Batch], object], count: int) -> float:
+    """One untimed warm-up batch (worker start-up, lazy initialisation), then `count` timed
+    ones; the median batch time resists the spikes of a machine shared with other jobs."""
+    work(next(batches))
+    times, sizes = [], []
+    for _ in range(count):
+        start = time.perf_counter()
+        batch = next(batches)
+        work(batch)
+        times.append(time.perf_counter() - start)
+        sizes.append(batch[0].shape[0])
+    return statistics.median(sizes) / statistics.median(times)
+
+
+def bench(cfg: DictConfig, out_dir: Path) -> dict:
+    """Measure; return the JSON-ready result."""
+    trainer = Trainer(cfg, out_dir)
+    dataset, count = trainer.train_loader.dataset, cfg.bench.batches
+
+    def batches(workers: int) -> Iterator[Batch]:
+        return forever(build_loader(dataset, cfg.data.batch_size, workers, True, cfg.seed, trainer.device))
+
+    def train_step(batch: Batch) -> float:
+        return trainer._step(*batch)  # the trainer's own step, whatever it grows into
+
+    ready = next(batches(0))
+    for _ in range(cfg.bench.warmup_steps):  # the first steps create kernels and buffers
+        train_step(ready)
+    step = images_per_s(repeat(ready), train_step, count)
+    rows = []
+    for workers in cfg.bench.workers:
+        alone = images_per_s(batches(workers), lambda batch: None, count)
+        fed = images_per_s(batches(workers), train_step, count)
+        keeps_up = fed >= KEEPS_UP * step
+        rows.append({"workers": workers, "load_images_per_s": alone, "fed_images_per_s": fed, "keeps_up": keeps_up})
+    keeping = [row["workers"] for row in rows if row["keeps_up"]]
+    return {
+        "dataset": f"{cfg.dataset._target_.rsplit('.', 1)[-1]} {dataset.split}",
+        "crop": list(ready[0].shape[-2:]),
+        "batch_size": cfg.data.batch_size,
+        "model": cfg.model.get("name", "?"),
+        "device": str(trainer.device),
+        "torch_threads": torch.get_num_threads(),
+        "step_images_per_s": step,
+        "rows": rows,
+        "verdict": (
+            f"loading keeps up with {' or '.join(map(str, keeping))} worker(s): the fed train step is within "
+            f"{1 - KEEPS_UP:.0%} of the step on a ready batch"
+            if keeping
+            else "loading does not keep up with any tested worker count: it is the bottleneck at this crop"
+        ),
+    }
+
+
+def table(result: dict) -> str:
+    """The result as printed: a header, one row per worker count, the verdict."""
+    step = result["step_images_per_s"]
+    rows = [
+        f"{r['workers']:>7} | {r['load_images_per_s']:>19.1f} | {r['fed_images_per_s']:>34.1f} | "
+        f"{'yes' if r['keeps_up'] else 'no'} ({r['fed_images_per_s'] / step:.0%})"
+        for r in result["rows"]
+    ]
+    height, width = result["crop"]
+    return "\n".join(
+        [
+            f"{result['dataset']}, crop {height}x{width}, batch {result['batch_size']}, model {result['model']}, "
+            f"{result['device']}, {result['torch_threads']} torch threads",
+            f"train step on a ready batch: {step:.1f} images/s",
+            "workers | loading alone img/s | train step fed by the loader img/s | keeps up (fed / ready)",
+            *rows,
+            f"verdict: {result['verdict']}",
+        ]
+    )
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="bench_data")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        result = bench(cfg, run_dir())
+        print(table(result))
+        output = Path(cfg.bench.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2))
+        log.info("written to %s", output)
+
+
+if __name__ == "__main__":
+    main()
