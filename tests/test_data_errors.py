@@ -154,7 +154,8 @@ TINY_CAMVID = ["model.backbone.width=8", "aug.crop_size=[16,16]", "data.batch_si
 
 def train_errors(root: Path, run_dir: Path, *overrides: str) -> list[str]:
     """train.py on a CamVid tree must exit non-zero with no traceback; the lines saying error."""
-    result = run("train.py", "dataset=camvid", f"dataset.root={root}", *TINY_CAMVID, f"hydra.run.dir={run_dir}", *overrides)
+    data = ["dataset=camvid", f"dataset.root={root}"]
+    result = run("train.py", *data, *TINY_CAMVID, f"hydra.run.dir={run_dir}", *overrides)
     return [line for line in _one_line_error(result).splitlines() if "error:" in line]
 
 

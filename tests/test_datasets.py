@@ -139,14 +139,13 @@ def test_cityscapes_table_agrees_with_torchvision() -> None:
     """segdil writes the official table out itself; torchvision's copy is an independent check."""
     from torchvision.datasets import Cityscapes as TorchvisionCityscapes
 
-    from segdil.data.datasets import _CITYSCAPES_TABLE
-
-    evaluated = sorted((c.train_id, c.name, c.color) for c in TorchvisionCityscapes.classes if c.train_id not in (255, -1))
+    classes = TorchvisionCityscapes.classes
+    evaluated = sorted((c.train_id, c.name, c.color) for c in classes if c.train_id not in (255, -1))
     assert [name for _, name, _ in evaluated] == list(CITYSCAPES_CLASSES)
     assert [colour for _, _, colour in evaluated] == list(CITYSCAPES_PALETTE)
-    for c in TorchvisionCityscapes.classes:
-        if c.id >= 0:
-            assert _CITYSCAPES_TABLE[c.id] == (255 if c.train_id in (255, -1) else c.train_id), c.name
+    for c in classes:
+        if c.id >= 0:  # the license plate (-1) never appears in labelIds files
+            assert Cityscapes.table[c.id] == (255 if c.train_id in (255, -1) else c.train_id), c.name
 
 
 # --- CamVid ---------------------------------------------------------------------------------
@@ -191,10 +190,8 @@ def make_folder(root: Path, split: str = "train") -> dict[str, np.ndarray]:
 
 def test_folder_maps_its_void_value(tmp_path: Path, compose) -> None:
     masks = make_folder(tmp_path)
-    cfg = compose(
-        "train",
-        ["dataset=folder", f"dataset.root={tmp_path}", "dataset.class_names=[ground,roof,chimney]", "dataset.void_value=7"],
-    )
+    names = "dataset.class_names=[ground,roof,chimney]"
+    cfg = compose("train", ["dataset=folder", f"dataset.root={tmp_path}", names, "dataset.void_value=7"])
     dataset = build_dataset(cfg.dataset, "train", None)
     assert dataset.class_names == ("ground", "roof", "chimney") and dataset.palette == voc_colormap(3)
     assert [dataset.stem(i) for i in range(2)] == ["roof_a", "roof_b"]
