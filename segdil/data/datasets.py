@@ -78,13 +78,6 @@ def lookup_table(mapping: dict[int, int]) -> np.ndarray:
     return table
 
 
-# Cityscapes label ids 0..33 -> train ids 0..18, or 255 for the ids not evaluated.
-_CITYSCAPES_TABLE = lookup_table(
-    {label_id: IGNORE_INDEX for label_id in range(CITYSCAPES_MAX_LABEL_ID + 1)}
-    | {label_id: train_id for train_id, label_id in enumerate(CITYSCAPES_LABEL_IDS)}
-)
-
-
 class FileDataset(SegmentationDataset):
     """One split of (image file, label file) pairs. Subclasses find the pairs in their layout
     (`find_pairs`), describe it in one line (`layout`, with `{root}` and `{split}`) and map
@@ -196,7 +189,11 @@ class Cityscapes(FileDataset):
         "{root}/leftImg8bit/{split}/<city>/*_leftImg8bit.png with labels "
         "{root}/gtFine/{split}/<city>/*_gtFine_labelIds.png (or *_gtFine_labelTrainIds.png)"
     )
-    table = _CITYSCAPES_TABLE
+    # Label ids 0..33 -> train ids 0..18, or 255 for the ids not evaluated.
+    table = lookup_table(
+        {label_id: IGNORE_INDEX for label_id in range(CITYSCAPES_MAX_LABEL_ID + 1)}
+        | {label_id: train_id for train_id, label_id in enumerate(CITYSCAPES_LABEL_IDS)}
+    )
 
     def find_pairs(self, split: str) -> list[tuple[Path, Path]]:
         pairs = []
