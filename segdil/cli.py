@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from segdil.errors import SegdilError
+from segdil.errors import SegdilError, user_error
 
 log = logging.getLogger("segdil")
 
@@ -37,14 +37,24 @@ def run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def one_line(error: SegdilError) -> str:
+    """The error's own message. A DataLoader worker re-raises it in the main process with the
+    worker's traceback as its text; the original message is that traceback's last line."""
+    last = (str(error).strip() or type(error).__name__).splitlines()[-1]
+    return last.removeprefix(f"{type(error).__module__}.{type(error).__qualname__}: ")
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """A SegdilError means bad input: print one line naming what was wrong and exit 2."""
     try:
         yield
-    except SegdilError as error:
-        log.error("error: %s", error)
-        sys.exit(2)
     except MissingMandatoryValue as error:
         log.error("error: %s is required: pass %s=VALUE on the command line", error.full_key, error.full_key)
+        sys.exit(2)
+    except Exception as error:
+        cause = user_error(error)
+        if cause is None:
+            raise
+        log.error("error: %s", one_line(cause))
         sys.exit(2)

@@ -12,22 +12,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """Distinct colours for datasets without an official palette: the bits of the class index
-    spread over the high bits of R, G and B (the scheme of the Pascal VOC colour map)."""
-    palette = []
-    for index in range(num_classes):
-        red = green = blue = 0
-        value = index
-        for shift in range(7, -1, -1):
-            red |= ((value >> 0) & 1) << shift
-            green |= ((value >> 1) & 1) << shift
-            blue |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette.append((red, green, blue))
-    return palette
-
-
 def colorize(mask: torch.Tensor, palette: Sequence[Sequence[int]]) -> torch.Tensor:
     """HxW class indices -> 3xHxW uint8 colours; ignore pixels are white."""
     table = torch.zeros(256, 3, dtype=torch.uint8)

@@ -12,6 +12,8 @@ import segdil  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before albumentation
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
+# Real data shared beside the repository (../shared/data), or where SEGDIL_SHARED_DATA points.
+SHARED_DATA = Path(os.environ.get("SEGDIL_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 # Small enough for a 2-core CPU: a width-8 backbone on 64x64 images, a handful of iterations.
 TINY_TRAIN_OVERRIDES = [
@@ -29,6 +31,17 @@ TINY_TRAIN_OVERRIDES = [
 ]
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def require_data(path: Path) -> Path:
+    """`path` if it exists. Otherwise the test is skipped on a developer machine, but fails
+    under CI=true: CI must never pass by silently skipping the real-data tests."""
+    if not path.exists():
+        message = f"real data not found: {path}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message} (CI=true: real-data tests must run)")
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from segdil.data.labels import RGB
+
 IGNORE_INDEX = 255
 
 Transform = Callable[..., dict]
@@ -18,10 +20,12 @@ class SegmentationDataset(Dataset):
 
     Subclasses implement `__len__`, `load(index)` returning the raw (RGB uint8 HxWx3, uint8
     HxW mask with the dataset's void already mapped to 255) and `stem(index)`; they set
-    `class_names` and may set `palette`.
+    `class_names` and `palette` (one RGB triple per class, for visualisation). Datasets on
+    disk also override `load_mask` (so label checks skip image decoding) and `describe`.
     """
 
     class_names: tuple[str, ...] = ()
+    palette: tuple[RGB, ...] = ()
 
     def __init__(self, split: str, transform: Transform | None = None) -> None:
         self.split = split
@@ -36,6 +40,14 @@ class SegmentationDataset(Dataset):
 
     def stem(self, index: int) -> str:
         raise NotImplementedError
+
+    def load_mask(self, index: int) -> np.ndarray:
+        """The uint8 mask of `load(index)` alone (void = 255)."""
+        return self.load(index)[1]
+
+    def describe(self, index: int) -> str:
+        """Where sample `index` comes from, for error messages (its label file, on disk)."""
+        return f"{self.split} sample {self.stem(index)}"
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """`item` is an index, or (index, seed) from EpochSampler: the seed then fixes this

@@ -8,18 +8,21 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Subset, default_collate
 
-from segdil.data.base import SegmentationDataset, Transform
+from segdil.data.base import IGNORE_INDEX, SegmentationDataset, Transform
 from segdil.data.sampler import EpochSampler
+from segdil.errors import DataError
 
 # Keys of a dataset config that choose splits for the entry points; the rest go to the class.
 SPLIT_KEYS = ("split", "train_split", "val_split")
 
 
 def build_dataset(dataset_cfg: DictConfig, split: str, transform: Transform | None) -> SegmentationDataset:
-    """Instantiate the dataset class named by `_target_` for one split."""
-    class_args = OmegaConf.masked_copy(dataset_cfg, [key for key in dataset_cfg if key not in SPLIT_KEYS])
+    """Instantiate the dataset class named by `_target_` for one split. A required key left
+    unset (`???`) raises MissingMandatoryValue with its full name, e.g. dataset.class_names."""
+    values = OmegaConf.to_container(dataset_cfg, resolve=True, throw_on_missing=True)
+    class_args = {key: value for key, value in values.items() if key not in SPLIT_KEYS}
     return instantiate(class_args, split=split, transform=transform, _convert_="all")
 
 
@@ -31,6 +34,23 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (image, mask) pairs. Images of different sizes (VOC's, users' folders) are padded
+    at the bottom and right to the largest in the batch, image with 0, mask with 255, so
+    evaluation can batch them; the padding is never scored. For predictions identical to
+    one-by-one inference, evaluate with batch size 1."""
+    images, masks = zip(*batch)
+    height, width = max(m.shape[-2] for m in masks), max(m.shape[-1] for m in masks)
+    if all(m.shape == (height, width) for m in masks):
+        return default_collate(batch)  # in a worker, it stacks straight into shared memory
+    image_batch = images[0].new_zeros((len(batch), images[0].shape[0], height, width))
+    mask_batch = masks[0].new_full((len(batch), height, width), IGNORE_INDEX)
+    for k, (image, mask) in enumerate(batch):
+        image_batch[k, :, : image.shape[-2], : image.shape[-1]] = image
+        mask_batch[k, : mask.shape[-2], : mask.shape[-1]] = mask
+    return image_batch, mask_batch
+
+
 def _loader_options(num_workers: int, device: torch.device) -> dict:
     return {
         # A private generator: creating a loader iterator must not draw from the global RNG,
@@ -40,6 +60,7 @@ def _loader_options(num_workers: int, device: torch.device) -> dict:
         "persistent_workers": num_workers > 0,
         "pin_memory": device.type == "cuda",
         "worker_init_fn": _seed_worker,
+        "collate_fn": collate,
     }
 
 
@@ -54,7 +75,10 @@ def build_train_loader(
 ) -> DataLoader:
     """Shuffled whole batches of this rank's shard; call `loader.sampler.set_epoch` per epoch."""
     if len(dataset) < batch_size * world_size:
-        raise ValueError(f"{len(dataset)} training images cannot fill one batch of {batch_size} x {world_size}")
+        raise DataError(
+            f"the {dataset.split} split has {len(dataset)} images, fewer than one batch of {batch_size} "
+            f"x {world_size} process(es) (training drops incomplete batches): lower data.batch_size"
+        )
     sampler = EpochSampler(len(dataset), batch_size, seed, rank, world_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **_loader_options(num_workers, device))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from segdil.data.base import IGNORE_INDEX, SegmentationDataset, Transform
+from segdil.data.labels import voc_colormap
 from segdil.errors import ConfigError
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -30,6 +31,7 @@ class SyntheticShapes(SegmentationDataset):
     """Random shapes on textured backgrounds; see the module docstring for why."""
 
     class_names = ("background", "disc", "triangle", "small_square", "large_square")
+    palette = voc_colormap(len(class_names))
 
     def __init__(
         self,

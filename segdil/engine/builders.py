@@ -12,7 +12,7 @@ from torch import nn
 
 from segdil.data.base import SegmentationDataset, Transform
 from segdil.engine.checkpoint import load_checkpoint, load_model_state
-from segdil.errors import ConfigError, SegdilError
+from segdil.errors import ConfigError, user_error
 from segdil.losses import SegmentationLoss, median_frequency_weights
 from segdil.models.weights import init_from_checkpoint
 
@@ -42,21 +42,13 @@ def build_model(model_cfg: DictConfig, num_classes: int, pretrained: bool = True
     try:
         model = instantiate(cfg, num_classes=num_classes, _convert_="all")
     except InstantiationException as error:
-        cause = _segdil_cause(error)
+        cause = user_error(error)
         if cause is None:
             raise
         raise cause from None  # a bad value or a missing file: one line for the user, no traceback
     if pretrained and init_from:
         init_from_checkpoint(model, load_checkpoint(init_from), f"model.init_from={init_from}")
     return model
-
-
-def _segdil_cause(error: InstantiationException) -> SegdilError | None:
-    """The SegdilError that Hydra's instantiate wrapped (possibly several times), if any."""
-    cause = error.__cause__
-    while isinstance(cause, InstantiationException):
-        cause = cause.__cause__
-    return cause if isinstance(cause, SegdilError) else None
 
 
 def build_transforms(aug_cfg: DictConfig) -> tuple[Transform, Transform]:

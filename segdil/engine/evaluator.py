@@ -23,7 +23,7 @@ from segdil.engine.precision import autocast_factory
 from segdil.engine.prediction_files import PredictionWriter
 from segdil.errors import ConfigError
 from segdil.metrics import ConfusionMatrix, format_table
-from segdil.viz import default_palette
+from segdil.data.labels import voc_colormap
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
 
 def _prediction_saver(cfg: DictConfig, dataset, checkpoint: dict, run_dir: Path) -> BatchCallback:
     """A callback writing each batch's predictions under their dataset stems."""
-    palette = checkpoint.get("palette") or getattr(dataset, "palette", None) or default_palette(dataset.num_classes)
+    palette = checkpoint.get("palette") or dataset.palette or voc_colormap(dataset.num_classes)
     id_table = None
     if cfg.eval.format == "cityscapes":
         id_table = getattr(dataset, "train_id_to_id", None)

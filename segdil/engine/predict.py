@@ -16,7 +16,7 @@ from segdil.engine.builders import resolve_device, restore_model
 from segdil.engine.evaluator import build_predictor
 from segdil.engine.prediction_files import PredictionWriter
 from segdil.errors import DataError
-from segdil.viz import default_palette
+from segdil.data.labels import voc_colormap
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def predict_images(cfg: DictConfig, run_dir: Path) -> int:
     transform = instantiate(trained_cfg.aug.val)
     num_classes = len(checkpoint["class_names"])
     predictor = build_predictor(cfg.eval, model, num_classes, device)
-    writer = PredictionWriter(run_dir, checkpoint.get("palette") or default_palette(num_classes))
+    writer = PredictionWriter(run_dir, checkpoint.get("palette") or voc_colormap(num_classes))
     paths = list_images(Path(cfg.input))
     for path in tqdm(paths, desc="predict", dynamic_ncols=True):
         image = read_rgb(path)

@@ -24,6 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from segdil.data.checks import check_labels
+from segdil.data.labels import voc_colormap
 from segdil.data.loader import build_dataset, build_eval_loader, build_train_loader
 from segdil.engine.builders import build_loss, build_model, build_transforms, resolve_device
 from segdil.engine.checkpoint import (
@@ -42,7 +44,6 @@ from segdil.engine.tb import RunLogger, prediction_panels
 from segdil.errors import ConfigError, TrainingError
 from segdil.metrics import SegmentationMetrics, format_table
 from segdil.models.summary import log_model_summary
-from segdil.viz import default_palette
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,10 @@ class Trainer:
         train_transform, val_transform = build_transforms(cfg.aug)
         self.train_set = build_dataset(cfg.dataset, cfg.dataset.train_split, train_transform)
         self.val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, val_transform)
+        if self.dist.is_main:
+            check_labels((self.train_set, self.val_set), cfg.data.check_labels)
         self.class_names = list(self.train_set.class_names)
-        self.palette = getattr(self.train_set, "palette", None) or default_palette(len(self.class_names))
+        self.palette = self.train_set.palette or voc_colormap(len(self.class_names))
         rank, world = self.dist.rank, self.dist.world_size
         data = cfg.data
         self.train_loader = build_train_loader(

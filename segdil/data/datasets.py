@@ -1,0 +1,259 @@
+"""Data sets read in their official on-disk layouts: Pascal VOC 2012 (+ SBD), Cityscapes,
+CamVid (SegNet) and a folder of images and masks for users' own data.
+
+torchvision's VOCSegmentation and Cityscapes list the same files, but they reject the
+`train_aug` split, ignore `*_labelTrainIds.png` and report a missing tree without its path
+(Cityscapes also unpacks the official zip archives it finds in the root). So the listing is
+ours: a few lines per layout, and every problem is a DataError naming the file and the layout.
+(The tests check that our VOC listing equals torchvision's.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from segdil.data.base import IGNORE_INDEX, SegmentationDataset, Transform
+from segdil.data.labels import (
+    CAMVID_CLASSES,
+    CAMVID_PALETTE,
+    CAMVID_VOID,
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_LABEL_IDS,
+    CITYSCAPES_MAX_LABEL_ID,
+    CITYSCAPES_PALETTE,
+    RGB,
+    VOC_CLASSES,
+    VOC_PALETTE,
+    voc_colormap,
+)
+from segdil.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# What PIL raises for missing, truncated, foreign or oversized files.
+_PIL_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB uint8 HxWx3 (grey and palette images are converted), or a DataError naming the file."""
+    try:
+        with Image.open(path) as image:
+            return np.array(image if image.mode == "RGB" else image.convert("RGB"))
+    except _PIL_ERRORS as error:
+        raise DataError(f"cannot read image {path}: {error}") from None
+
+
+def read_label(path: Path) -> np.ndarray:
+    """uint8 HxW class indices from a one-channel (L) or palette (P) image; the palette is not
+    applied, the index is the class."""
+    try:
+        with Image.open(path) as label:
+            if label.mode not in ("L", "P"):
+                raise DataError(
+                    f"label {path} has mode {label.mode}: expected one channel of class indices (mode L or P)"
+                )
+            return np.array(label)
+    except _PIL_ERRORS as error:
+        raise DataError(f"cannot read label {path}: {error}") from None
+
+
+def write_label(path: Path, mask: np.ndarray, palette: Sequence[RGB]) -> None:
+    """Save a uint8 HxW mask as a palette PNG: the pixel value is the class index, and image
+    viewers show the palette's colours (the encoding of VOC's SegmentationClass)."""
+    label = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8))
+    label.putpalette([value for colour in palette for value in colour])  # L -> P, indices kept
+    path.parent.mkdir(parents=True, exist_ok=True)
+    label.save(path)
+
+
+def lookup_table(mapping: dict[int, int]) -> np.ndarray:
+    """A 256-entry uint8 table: identity except for `mapping`. Raw values with no meaning stay
+    as they are, so that the label check reports them instead of hiding them as ignore."""
+    table = np.arange(256, dtype=np.uint8)
+    for raw, mapped in mapping.items():
+        table[raw] = mapped
+    return table
+
+
+class FileDataset(SegmentationDataset):
+    """One split of (image file, label file) pairs. Subclasses find the pairs in their layout
+    (`find_pairs`), describe it in one line (`layout`, with `{root}` and `{split}`) and map
+    raw label values (`table`); reading, size checks and error messages are shared here."""
+
+    layout = "{root}"
+    table: np.ndarray | None = None  # raw label value -> train id (void -> 255); None: as stored
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None) -> None:
+        super().__init__(split, transform)
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise self.layout_error(f"dataset.root={self.root}: no such folder")
+        pairs = self.find_pairs(split)
+        if not pairs:
+            raise self.layout_error(f"dataset.split={split}: no images found")
+        unlabelled = [(image, label) for image, label in pairs if not label.is_file()]
+        if unlabelled:
+            image, label = unlabelled[0]
+            raise DataError(
+                f"image {image} has no label (expected {label}); "
+                f"{len(unlabelled)} of {len(pairs)} {split} images lack one"
+            )
+        self.images = [image for image, _ in pairs]
+        self.labels = [label for _, label in pairs]
+
+    def find_pairs(self, split: str) -> list[tuple[Path, Path]]:
+        """(image, expected label path) for every image of `split`, in a stable order."""
+        raise NotImplementedError
+
+    def label_table(self, label_path: Path) -> np.ndarray | None:
+        """The table for one label file (the same `table` for all, unless a layout mixes encodings)."""
+        return self.table
+
+    def layout_error(self, message: str) -> DataError:
+        return DataError(f"{message}; expected {self.layout.format(root=self.root, split=self.split)}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def stem(self, index: int) -> str:
+        return self.images[index].stem
+
+    def describe(self, index: int) -> str:
+        return str(self.labels[index])
+
+    def load_mask(self, index: int) -> np.ndarray:
+        path = self.labels[index]
+        table = self.label_table(path)
+        mask = read_label(path)
+        return mask if table is None else table[mask]
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = read_image(self.images[index]), self.load_mask(index)
+        if image.shape[:2] != mask.shape:
+            raise DataError(
+                f"label {self.labels[index]} is {mask.shape[1]}x{mask.shape[0]} but its image "
+                f"{self.images[index]} is {image.shape[1]}x{image.shape[0]}"
+            )
+        return image, mask
+
+
+class PascalVOC(FileDataset):
+    """Pascal VOC 2012 in the VOCdevkit layout: ids from `ImageSets/Segmentation/<split>.txt`,
+    palette PNG labels whose index is the class; the 255 object borders stay ignore. With
+    `label_dir=SegmentationClassAug`, `split=train_aug` reads the SBD-augmented set that
+    scripts/prepare_voc_sbd.py writes."""
+
+    class_names = VOC_CLASSES
+    palette = VOC_PALETTE
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transform: Transform | None = None,
+        label_dir: str = "SegmentationClass",
+    ) -> None:
+        self.label_dir = label_dir
+        self.layout = (
+            "{root}/VOCdevkit/VOC2012/ holding JPEGImages/<id>.jpg, "
+            f"{label_dir}/<id>.png and ImageSets/Segmentation/{{split}}.txt"
+        )
+        super().__init__(root, split, transform)
+
+    def find_pairs(self, split: str) -> list[tuple[Path, Path]]:
+        voc = self.root / "VOCdevkit" / "VOC2012"
+        list_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not list_file.is_file():
+            raise self.layout_error(f"dataset.split={split}: {list_file} not found")
+        ids = list_file.read_text().split()
+        pairs = [(voc / "JPEGImages" / f"{i}.jpg", voc / self.label_dir / f"{i}.png") for i in ids]
+        missing = [image for image, _ in pairs if not image.is_file()]
+        if missing:
+            raise DataError(
+                f"image {missing[0]} listed in {list_file} not found; {len(missing)} of {len(ids)} are missing"
+            )
+        return pairs
+
+
+class Cityscapes(FileDataset):
+    """Cityscapes fine annotations. `*_gtFine_labelIds.png` is mapped to the 19 train ids with
+    the official table (every other id -> 255); a `*_gtFine_labelTrainIds.png` beside it (as
+    cityscapesScripts' createTrainIdLabelImgs writes) is used as it is."""
+
+    class_names = CITYSCAPES_CLASSES
+    palette = CITYSCAPES_PALETTE
+    layout = (
+        "{root}/leftImg8bit/{split}/<city>/*_leftImg8bit.png with labels "
+        "{root}/gtFine/{split}/<city>/*_gtFine_labelIds.png (or *_gtFine_labelTrainIds.png)"
+    )
+    # Label ids 0..33 -> train ids 0..18, or 255 for the ids not evaluated.
+    table = lookup_table(
+        {label_id: IGNORE_INDEX for label_id in range(CITYSCAPES_MAX_LABEL_ID + 1)}
+        | {label_id: train_id for train_id, label_id in enumerate(CITYSCAPES_LABEL_IDS)}
+    )
+
+    def find_pairs(self, split: str) -> list[tuple[Path, Path]]:
+        pairs = []
+        for image in sorted((self.root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png")):
+            stem = image.name.removesuffix("_leftImg8bit.png")
+            folder = self.root / "gtFine" / split / image.parent.name
+            train_ids = folder / f"{stem}_gtFine_labelTrainIds.png"
+            pairs.append((image, train_ids if train_ids.is_file() else folder / f"{stem}_gtFine_labelIds.png"))
+        return pairs
+
+    def label_table(self, label_path: Path) -> np.ndarray | None:
+        return None if label_path.name.endswith("_labelTrainIds.png") else self.table
+
+
+class CamVid(FileDataset):
+    """CamVid in SegNet's 11-class layout: `<split>/*.png` with labels of the same name in
+    `<split>annot/`; the void label 11 becomes 255."""
+
+    class_names = CAMVID_CLASSES
+    palette = CAMVID_PALETTE
+    layout = "{root}/{split}/*.png with labels {root}/{split}annot/*.png (SegNet layout: train, val, test)"
+    table = lookup_table({CAMVID_VOID: IGNORE_INDEX})
+
+    def find_pairs(self, split: str) -> list[tuple[Path, Path]]:
+        images = sorted((self.root / split).glob("*.png"))
+        return [(image, self.root / f"{split}annot" / image.name) for image in images]
+
+
+class ImageMaskFolder(FileDataset):
+    """Users' own data: `<split>/images/*` with `<split>/masks/<stem><mask_suffix>` holding class
+    indices (mode L or P). Class names come from the config; the palette defaults to VOC's
+    colour map; `void_value`, if set, is mapped to 255."""
+
+    layout = "{root}/{split}/images/<stem>.<jpg|png|...> with masks {root}/{split}/masks/<stem>.png"
+
+    def __init__(
+        self,
+        root: str | Path,
+        class_names: Sequence[str],
+        split: str = "train",
+        transform: Transform | None = None,
+        palette: Sequence[Sequence[int]] | None = None,
+        void_value: int | None = None,
+        mask_suffix: str = ".png",
+    ) -> None:
+        self.class_names = tuple(class_names)
+        if not self.class_names:
+            raise ConfigError("dataset.class_names is empty: list the names of the classes, index 0 first")
+        self.palette: tuple[RGB, ...] = (
+            tuple(tuple(int(v) for v in colour) for colour in palette) if palette else voc_colormap(self.num_classes)
+        )
+        if len(self.palette) != self.num_classes or any(len(colour) != 3 for colour in self.palette):
+            raise ConfigError(f"dataset.palette: expected {self.num_classes} RGB triples, one per class")
+        if void_value is not None and not 0 <= void_value <= 255:
+            raise ConfigError(f"dataset.void_value={void_value}: expected a label value 0..255 or null")
+        self.table = None if void_value is None else lookup_table({void_value: IGNORE_INDEX})
+        self.mask_suffix = mask_suffix
+        super().__init__(root, split, transform)
+
+    def find_pairs(self, split: str) -> list[tuple[Path, Path]]:
+        image_dir, mask_dir = self.root / split / "images", self.root / split / "masks"
+        images = sorted(p for p in image_dir.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        return [(image, mask_dir / f"{image.stem}{self.mask_suffix}") for image in images]

@@ -1,0 +1,114 @@
+"""aug=seg: image and mask stay aligned, padding is ignore, masks are never interpolated."""
+
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from scipy import ndimage
+
+from segdil.data.labels import CAMVID_PALETTE
+from segdil.data.transforms import rescale
+from segdil.errors import ConfigError
+
+MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+COLOURS = np.array(CAMVID_PALETTE, dtype=np.float64)  # 11 colours at least 40 apart, none black
+
+
+def colour_coded(seed: int, size: tuple[int, int] = (60, 80)) -> tuple[np.ndarray, np.ndarray]:
+    """A mask of 10x10 blocks of classes 0..10 and an image that shows each class in its colour."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, len(COLOURS), size=(size[0] // 10, size[1] // 10))
+    mask = np.kron(blocks, np.ones((10, 10), dtype=np.int64)).astype(np.uint8)
+    return COLOURS[mask].astype(np.uint8), mask
+
+
+def pixels(image_tensor) -> np.ndarray:
+    """Undo ToTensorV2 and the ImageNet normalisation: HxWx3 in 0..255."""
+    return (image_tensor.permute(1, 2, 0).numpy() * STD + MEAN) * 255
+
+
+def pipelines(compose, *overrides: str) -> tuple[A.Compose, A.Compose]:
+    cfg = compose("train", ["aug=seg", *overrides])
+    return instantiate(cfg.aug.train), instantiate(cfg.aug.val)
+
+
+def test_train_transforms_keep_image_and_mask_aligned(compose) -> None:
+    train, _ = pipelines(compose, "aug.crop_size=[48,64]")
+    padded_draws = 0
+    for seed in range(30):
+        train.set_random_seed(seed)
+        image, mask = colour_coded(seed)
+        out = train(image=image, mask=mask)
+        got, got_mask = pixels(out["image"]), np.asarray(out["mask"])
+        assert out["image"].shape == (3, 48, 64) and got_mask.shape == (48, 64)
+        # Two pixels away from class edges (bilinear resampling at up to 2x blends colours over
+        # two pixels, also with rows just outside the crop), each pixel's colour is its mask
+        # class's colour; padding is black.
+        labelled = got_mask != 255
+        interior = ndimage.minimum_filter(got_mask, 5) == ndimage.maximum_filter(got_mask, 5)
+        interior[[0, 1, -2, -1], :] = interior[:, [0, 1, -2, -1]] = False
+        nearest = np.linalg.norm(got[:, :, None, :] - COLOURS[None, None], axis=-1).argmin(axis=-1)
+        assert (interior & labelled).sum() > 100
+        assert np.array_equal(nearest[interior & labelled], got_mask[interior & labelled])
+        assert np.all(np.abs(got[~labelled]) < 1.0)
+        padded_draws += (~labelled).any()
+    assert padded_draws  # scales below 0.8 needed padding to reach the crop
+
+
+def test_masks_are_only_resampled_by_nearest_neighbour(compose) -> None:
+    train, _ = pipelines(compose, "aug.crop_size=[48,64]")
+    _, mask = colour_coded(0)
+    mask = np.where(mask % 2, 10, 0).astype(np.uint8)  # any interpolation would create 1..9
+    for seed in range(20):
+        train.set_random_seed(seed)
+        out = train(image=np.zeros((*mask.shape, 3), np.uint8), mask=mask)
+        assert set(np.unique(out["mask"]).tolist()) <= {0, 10, 255}
+
+
+def test_padding_is_black_image_and_ignored_mask(compose) -> None:
+    train, _ = pipelines(compose, "aug.crop_size=[48,64]", "aug.scale_range=[0.25,0.25]")
+    image, mask = colour_coded(0, size=(80, 120))  # rescaled to 20x30, padded to 48x64
+    out = train(image=image, mask=mask)
+    got, got_mask = pixels(out["image"]), np.asarray(out["mask"])
+    padded = got_mask == 255
+    assert padded.sum() == 48 * 64 - 20 * 30
+    assert np.array_equal(padded, np.abs(got).max(axis=-1) < 1.0)  # exactly the black pixels
+
+
+def test_colour_jitter_is_photometric_only(compose) -> None:
+    plain, _ = pipelines(compose, "aug.crop_size=[32,32]")
+    jitter, _ = pipelines(compose, "aug.crop_size=[32,32]", "aug.jitter_p=1.0")
+    image, mask = colour_coded(3)
+    for seed in range(5):
+        plain.set_random_seed(seed)
+        jitter.set_random_seed(seed)
+        a, b = plain(image=image, mask=mask), jitter(image=image, mask=mask)
+        assert np.array_equal(a["mask"], b["mask"]) and not np.allclose(a["image"].numpy(), b["image"].numpy())
+
+
+def test_val_is_normalisation_only_or_a_fixed_rescale(compose) -> None:
+    image, mask = colour_coded(1)
+    _, val = pipelines(compose)
+    out = val(image=image, mask=mask)
+    assert np.allclose(pixels(out["image"]), image, atol=1e-3) and np.array_equal(out["mask"], mask)
+    _, val = pipelines(compose, "aug.val_scale=0.5")
+    out = val(image=image, mask=mask)
+    assert out["image"].shape == (3, 30, 40) and np.array_equal(out["mask"], mask[::2, ::2])
+
+
+def test_rescale_keeps_the_aspect_ratio_and_checks_its_range() -> None:
+    transform = A.Compose([rescale([0.5, 2.0])], seed=0)
+    for _ in range(10):
+        shape = transform(image=np.zeros((60, 80, 3), np.uint8))["image"].shape
+        assert 30 <= shape[0] <= 120 and shape[1] == pytest.approx(shape[0] * 4 / 3, abs=1)
+    assert isinstance(rescale([1, 1]), A.NoOp)
+    with pytest.raises(ConfigError, match=r"scale range \[2, 1\]"):
+        rescale([2, 1])
+
+
+def test_basic_aug_still_builds(compose) -> None:
+    train, val = (instantiate(node) for node in (compose("train").aug.train, compose("train").aug.val))
+    image, mask = colour_coded(0, size=(40, 40))
+    assert train(image=image, mask=mask)["image"].shape == val(image=image, mask=mask)["image"].shape == (3, 40, 40)
