@@ -194,6 +194,8 @@ class Cityscapes(FileDataset):
         {label_id: IGNORE_INDEX for label_id in range(CITYSCAPES_MAX_LABEL_ID + 1)}
         | {label_id: train_id for train_id, label_id in enumerate(CITYSCAPES_LABEL_IDS)}
     )
+    # Train id -> label id, for predictions in the official format (eval.format=cityscapes).
+    train_id_to_id = CITYSCAPES_LABEL_IDS
 
     def find_pairs(self, split: str) -> list[tuple[Path, Path]]:
         pairs = []
