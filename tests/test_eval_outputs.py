@@ -125,3 +125,22 @@ def test_slide_memory_on_a_cityscapes_sized_image_is_bounded() -> None:
     buffers = 2 * 19 * 1024 * 2048 * 4 + 1024 * 2048 * 4
     bound = buffers + peaks["window_batch"] + 64 * 2**20
     assert peaks["slide"] <= bound, f"slide peak {peaks['slide'] / 2**20:.0f} MiB > bound {bound / 2**20:.0f} MiB"
+
+
+def test_cityscapes_format_predictions(tmp_path: Path) -> None:
+    from segdil.data.labels import CITYSCAPES_LABEL_IDS
+    from trees import make_cityscapes
+
+    rng = np.random.default_rng(0)
+    names = ["aachen_000000_000019", "bochum_000000_000313", "cologne_000001_000019"]
+    for split in ("train", "val"):
+        make_cityscapes(tmp_path / "cs", split, {n: rng.integers(0, 34, (24, 32), dtype=np.uint8) for n in names}, {})
+    data = [f"dataset.root={tmp_path / 'cs'}", "aug.crop_size=[24,32]"]
+    run("train.py", "dataset=cityscapes", *data, "model.backbone.width=8", "data.batch_size=2", "trainer.max_iters=1",
+        "trainer.progress=false", f"hydra.run.dir={tmp_path / 'train'}")
+    run("eval.py", f"checkpoint={tmp_path / 'train/checkpoints/last.pt'}", "dataset=cityscapes", *data,
+        "eval.save_predictions=true", "eval.format=cityscapes", f"hydra.run.dir={tmp_path / 'eval'}")
+    for name in names:
+        label_ids = np.array(Image.open(tmp_path / "eval/cityscapes" / f"{name}_labelIds.png"))
+        train_ids = np.array(Image.open(tmp_path / "eval/predictions" / f"{name}.png"))
+        assert np.array_equal(label_ids, np.asarray(CITYSCAPES_LABEL_IDS, dtype=np.uint8)[train_ids])

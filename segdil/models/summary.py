@@ -39,7 +39,7 @@ class ModelSummary:
         rf = self.receptive_field
         height, width = self.input_size
         return (
-            f"model {self.name}: {self.parameters / 1e6:.2f}M parameters | {self.gflops:.1f} GFLOPs forward "
+            f"model {self.name}: {self.parameters / 1e6:.3g}M parameters | {self.gflops:.3g} GFLOPs forward "
             f"at {height}x{width} | output stride {rf.analytic.output_stride}\n{format_empirical(rf)}"
         )
 
