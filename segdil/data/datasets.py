@@ -197,6 +197,10 @@ class Cityscapes(FileDataset):
     # Train id -> label id, for predictions in the official format (eval.format=cityscapes).
     train_id_to_id = CITYSCAPES_LABEL_IDS
 
+    def stem(self, index: int) -> str:
+        """`<city>_<seq>_<frame>`, the name the official evaluation matches predictions by."""
+        return self.images[index].stem.removesuffix("_leftImg8bit")
+
     def find_pairs(self, split: str) -> list[tuple[Path, Path]]:
         pairs = []
         for image in sorted((self.root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png")):
