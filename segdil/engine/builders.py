@@ -64,7 +64,7 @@ def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset, aux_weight:
     if weights is None:
         class_weights = None
     elif weights == "median_frequency":
-        class_weights = median_frequency_weights((train_set.load(i)[1] for i in range(len(train_set))), num_classes)
+        class_weights = median_frequency_weights((train_set.load_mask(i) for i in range(len(train_set))), num_classes)
     else:
         class_weights = torch.tensor(list(weights), dtype=torch.float32)
         if class_weights.numel() != num_classes:
