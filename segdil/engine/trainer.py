@@ -112,6 +112,8 @@ class Trainer:
         if self.dist.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=device_ids)
+        if tc.compile:
+            self.net = torch.compile(self.net)  # training steps only; validation runs self.model
 
         self.optimizer = instantiate(cfg.optim, params=self.model.parameters())
         self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=tc.max_iters)
@@ -149,6 +151,7 @@ class Trainer:
         interrupted = None
         batches = self._batches()
         window = {"images": 0, "seconds": 0.0, "wait": 0.0}
+        steps = {"images": 0, "seconds": 0.0, "wait": 0.0}  # the same sums over the whole call
         with stop_requests() as stop, logging_redirect_tqdm(), tqdm(
             initial=self.iteration,
             total=tc.max_iters,
@@ -159,9 +162,11 @@ class Trainer:
             while self.iteration < target:
                 step_start = time.perf_counter()
                 loss, images, wait = self._train_step(batches)
-                window["images"] += images * self.dist.world_size
-                window["seconds"] += time.perf_counter() - step_start
-                window["wait"] += wait
+                step_seconds = time.perf_counter() - step_start
+                for sums in (window, steps):
+                    sums["images"] += images * self.dist.world_size
+                    sums["seconds"] += step_seconds
+                    sums["wait"] += wait
                 bar.update(1)
                 last = self.iteration == tc.max_iters
                 if self.iteration % tc.log_every == 0 or last:
@@ -193,7 +198,9 @@ class Trainer:
         logger.close()
         summary = {
             "iterations": self.iteration,
-            "seconds": round(elapsed, 1),
+            "seconds": round(elapsed, 3),
+            "step_images_per_s": steps["images"] / steps["seconds"] if steps["seconds"] else None,
+            "data_wait_fraction": steps["wait"] / steps["seconds"] if steps["seconds"] else None,
             "best_mIoU": self.best_miou,
             "final": final,
             "interrupted": interrupted,
@@ -204,9 +211,11 @@ class Trainer:
         if metrics and not interrupted:
             log.info("final validation:\n%s", format_table(metrics, self.class_names))
         log.info(
-            "done: %d iterations in %.0f s | best val mIoU %.4f | checkpoints in %s | TensorBoard: tensorboard --logdir %s",
+            "done: %d iterations in %.0f s (data wait %.1f%% of step time) | best val mIoU %.4f | checkpoints in %s | "
+            "TensorBoard: tensorboard --logdir %s",
             self.iteration,
             elapsed,
+            100 * (summary["data_wait_fraction"] or 0.0),
             self.best_miou,
             self.checkpoint_dir,
             self.run_dir / "tb",
