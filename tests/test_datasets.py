@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import REPO, SHARED_DATA, require_data
@@ -19,7 +21,8 @@ from segdil.data.labels import (
     VOC_CLASSES,
     voc_colormap,
 )
-from segdil.data.loader import build_dataset
+from segdil.data.loader import build_dataset, build_train_loader
+from segdil.engine.builders import build_transforms
 from segdil.errors import ConfigError, DataError
 from trees import camvid_mask, make_camvid, make_cityscapes, make_sbd, make_voc, object_mask, write_image
 
@@ -161,6 +164,22 @@ def test_camvid_void_becomes_255_and_test_split_works(tmp_path: Path, compose) -
         assert np.array_equal(dataset.load(index)[1], expected) and 11 not in dataset.load_mask(index)
 
 
+def test_cache_decodes_once_and_yields_the_same_samples(tmp_path: Path, compose) -> None:
+    make_camvid(tmp_path, "train", {f"f{k}": camvid_mask(k) for k in range(3)})
+    cfg = compose("train", ["dataset=camvid", f"dataset.root={tmp_path}", "aug.crop_size=[16,16]"])
+    transform = build_transforms(cfg.aug)[0]
+    plain = build_dataset(cfg.dataset, "train", transform)
+    cached = build_dataset(OmegaConf.merge(cfg.dataset, {"cache": True}), "train", transform)
+    assert sorted(cached.decoded) == [0, 1, 2]  # build_dataset decoded them all up front
+    first = cached.load_cached(1)
+    assert cached.load_cached(1) is first and not first[0].flags.writeable  # kept read-only
+    for index in range(3):
+        for epoch_seed in (5, 6):  # seeded augmentation: cached or not, the same sample
+            ours, theirs = cached[index, epoch_seed], plain[index, epoch_seed]
+            assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+    assert plain.decoded is None
+
+
 def test_real_camvid_loads_with_its_class_names() -> None:
     root = require_data(SHARED_DATA / "camvid")
     train, val = CamVid(root, "train"), CamVid(root, "val")
@@ -234,3 +253,18 @@ def test_dataset_configs_bring_the_real_data_pipeline(compose, name: str, target
 def test_synthetic_default_keeps_basic_aug(compose) -> None:
     cfg = compose("train")
     assert cfg.dataset._target_.endswith("SyntheticShapes") and "crop_size" not in cfg.aug
+
+
+def test_batches_do_not_depend_on_worker_count_or_cache(tmp_path: Path, compose) -> None:
+    make_camvid(tmp_path, "train", {f"f{k}": camvid_mask(k) for k in range(6)})
+    cfg = compose("train", ["dataset=camvid", f"dataset.root={tmp_path}", "aug.crop_size=[16,16]"])
+    transform = build_transforms(cfg.aug)[0]
+
+    def two_batches(workers: int, cache: bool) -> list[torch.Tensor]:
+        dataset = build_dataset(OmegaConf.merge(cfg.dataset, {"cache": cache}), "train", transform)
+        loader = build_train_loader(dataset, 3, workers, seed=0, device=torch.device("cpu"))
+        return [tensor for batch in loader for tensor in batch]
+
+    reference = two_batches(0, False)
+    for workers, cache in ((1, False), (0, True), (1, True)):
+        assert all(torch.equal(a, b) for a, b in zip(reference, two_batches(workers, cache), strict=True))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from segdil.data.labels import RGB
 
@@ -22,14 +23,16 @@ class SegmentationDataset(Dataset):
     HxW mask with the dataset's void already mapped to 255) and `stem(index)`; they set
     `class_names` and `palette` (one RGB triple per class, for visualisation). Datasets on
     disk also override `load_mask` (so label checks skip image decoding) and `describe`.
+    With `cache=True` each sample is decoded once and kept in memory (per process).
     """
 
     class_names: tuple[str, ...] = ()
     palette: tuple[RGB, ...] = ()
 
-    def __init__(self, split: str, transform: Transform | None = None) -> None:
+    def __init__(self, split: str, transform: Transform | None = None, cache: bool = False) -> None:
         self.split = split
         self.transform = transform
+        self.decoded: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
 
     @property
     def num_classes(self) -> int:
@@ -40,6 +43,26 @@ class SegmentationDataset(Dataset):
 
     def stem(self, index: int) -> str:
         raise NotImplementedError
+
+    def load_cached(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """`load(index)`, kept after the first call when caching. Decoding a CamVid frame costs
+        about as much CPU as all of its augmentation ten times over; small datasets can skip it.
+        The arrays are made read-only, so a transform that writes into them fails loudly
+        instead of corrupting the cache."""
+        if self.decoded is None:
+            return self.load(index)
+        if index not in self.decoded:
+            image, mask = self.load(index)
+            image.setflags(write=False)
+            mask.setflags(write=False)
+            self.decoded[index] = image, mask
+        return self.decoded[index]
+
+    def preload(self) -> None:
+        """Decode every sample into the cache now, in this process: loader workers forked later
+        share it instead of each decoding the first epoch again."""
+        for index in tqdm(range(len(self)), desc=f"decoding {self.split}", leave=False, dynamic_ncols=True):
+            self.load_cached(index)
 
     def load_mask(self, index: int) -> np.ndarray:
         """The uint8 mask of `load(index)` alone (void = 255)."""
@@ -53,7 +76,7 @@ class SegmentationDataset(Dataset):
         """`item` is an index, or (index, seed) from EpochSampler: the seed then fixes this
         sample's augmentation, whichever worker or process draws it."""
         index, seed = item if isinstance(item, tuple) else (item, None)
-        image, mask = self.load(index)
+        image, mask = self.load_cached(index)
         if seed is not None and hasattr(self.transform, "set_random_seed"):
             self.transform.set_random_seed(seed)
         if self.transform is None:

@@ -86,8 +86,10 @@ class FileDataset(SegmentationDataset):
     layout = "{root}"
     table: np.ndarray | None = None  # raw label value -> train id (void -> 255); None: as stored
 
-    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None) -> None:
-        super().__init__(split, transform)
+    def __init__(
+        self, root: str | Path, split: str = "train", transform: Transform | None = None, cache: bool = False
+    ) -> None:
+        super().__init__(split, transform, cache)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise self.layout_error(f"dataset.root={self.root}: no such folder")
@@ -155,13 +157,14 @@ class PascalVOC(FileDataset):
         split: str = "train",
         transform: Transform | None = None,
         label_dir: str = "SegmentationClass",
+        cache: bool = False,
     ) -> None:
         self.label_dir = label_dir
         self.layout = (
             "{root}/VOCdevkit/VOC2012/ holding JPEGImages/<id>.jpg, "
             f"{label_dir}/<id>.png and ImageSets/Segmentation/{{split}}.txt"
         )
-        super().__init__(root, split, transform)
+        super().__init__(root, split, transform, cache)
 
     def find_pairs(self, split: str) -> list[tuple[Path, Path]]:
         voc = self.root / "VOCdevkit" / "VOC2012"
@@ -244,6 +247,7 @@ class ImageMaskFolder(FileDataset):
         palette: Sequence[Sequence[int]] | None = None,
         void_value: int | None = None,
         mask_suffix: str = ".png",
+        cache: bool = False,
     ) -> None:
         self.class_names = tuple(class_names)
         if not self.class_names:
@@ -257,7 +261,7 @@ class ImageMaskFolder(FileDataset):
             raise ConfigError(f"dataset.void_value={void_value}: expected a label value 0..255 or null")
         self.table = None if void_value is None else lookup_table({void_value: IGNORE_INDEX})
         self.mask_suffix = mask_suffix
-        super().__init__(root, split, transform)
+        super().__init__(root, split, transform, cache)
 
     def find_pairs(self, split: str) -> list[tuple[Path, Path]]:
         image_dir, mask_dir = self.root / split / "images", self.root / split / "masks"

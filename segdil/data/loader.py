@@ -23,7 +23,10 @@ def build_dataset(dataset_cfg: DictConfig, split: str, transform: Transform | No
     unset (`???`) raises MissingMandatoryValue with its full name, e.g. dataset.class_names."""
     values = OmegaConf.to_container(dataset_cfg, resolve=True, throw_on_missing=True)
     class_args = {key: value for key, value in values.items() if key not in SPLIT_KEYS}
-    return instantiate(class_args, split=split, transform=transform, _convert_="all")
+    dataset = instantiate(class_args, split=split, transform=transform, _convert_="all")
+    if dataset.decoded is not None:  # dataset.cache=true
+        dataset.preload()
+    return dataset
 
 
 def _seed_worker(worker_id: int) -> None:
