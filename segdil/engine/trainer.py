@@ -112,8 +112,6 @@ class Trainer:
         if self.dist.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=device_ids)
-        if tc.compile:
-            self.net = torch.compile(self.net)  # training steps only; validation runs self.model
 
         self.optimizer = instantiate(cfg.optim, params=self.model.parameters())
         self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=tc.max_iters)
