@@ -12,8 +12,6 @@ bench_data.json (bench.output). Run it on an otherwise idle machine.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import statistics
 import time
@@ -26,11 +24,9 @@ import torch
 from omegaconf import DictConfig
 
 import segdil  # noqa: F401  (sets up the environment before albumentations is imported)
-from segdil.cli import run_dir, user_errors
+from segdil.cli import publish, run_dir, user_errors
 from segdil.data.loader import build_train_loader
 from segdil.engine.trainer import Trainer
-
-log = logging.getLogger("segdil")
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 KEEPS_UP = 0.9  # loading keeps up if the step fed by the loader reaches 90% of the ready-batch rate
@@ -142,11 +138,7 @@ def table(result: dict) -> str:
 def main(cfg: DictConfig) -> None:
     with user_errors():
         result = bench(cfg, run_dir())
-        print(table(result))
-        output = Path(cfg.bench.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2))
-        log.info("written to %s", output)
+        publish(table(result), result, cfg.bench.output)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,8 @@ ConfusionMatrix.update, timed inside that loop. Prints a table, writes bench_eva
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import time
-from pathlib import Path
 from unittest import mock
 
 import hydra
@@ -24,14 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Subset
 
 import segdil  # noqa: F401  (sets up the environment before albumentations is imported)
-from segdil.cli import user_errors
+from segdil.cli import publish, user_errors
 from segdil.data.loader import build_dataset, build_eval_loader
 from segdil.engine.builders import build_model, build_transforms, resolve_device, restore_model
 from segdil.engine.evaluator import build_predictor, evaluate
 from segdil.metrics import ConfusionMatrix
 from segdil.profiling import peak_rss_mib, reset_peak_rss, synchronize
-
-log = logging.getLogger("segdil")
 
 METRIC_TARGET = 0.02  # metric accumulation may take at most 2% of evaluation time
 
@@ -131,11 +126,7 @@ def table(result: dict) -> str:
 def main(cfg: DictConfig) -> None:
     with user_errors():
         result = bench(cfg)
-        print(table(result))
-        output = Path(cfg.bench.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2))
-        log.info("written to %s", output)
+        publish(table(result), result, cfg.bench.output)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ README "Performance", and writes bench_train.json. Run it on an otherwise idle m
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -32,15 +30,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 import segdil  # noqa: F401  (sets up the environment before albumentations is imported)
-from segdil.cli import run_dir, user_errors
+from segdil.cli import publish, run_dir, user_errors
 from segdil.data.base import IGNORE_INDEX
 from segdil.engine.builders import resolve_device
 from segdil.engine.precision import DTYPES, autocast_factory
 from segdil.engine.trainer import Trainer
 from segdil.errors import ConfigError
 from segdil.profiling import ceilings, count_flops, peak_rss_mib, reset_peak_rss, timed
-
-log = logging.getLogger("segdil")
 
 Step = Callable[[], object]
 LossFn = Callable[[object, torch.Tensor], torch.Tensor]
@@ -256,11 +252,7 @@ def table(result: dict) -> str:
 def main(cfg: DictConfig) -> None:
     with user_errors():
         result = bench(cfg, run_dir())
-        print(table(result))
-        output = Path(cfg.bench.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2))
-        log.info("written to %s", output)
+        publish(table(result), result, cfg.bench.output)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -58,3 +59,12 @@ def user_errors() -> Iterator[None]:
             raise
         log.error("error: %s", one_line(cause))
         sys.exit(2)
+
+
+def publish(table: str, result: dict, output: str | Path) -> None:
+    """A benchmark's ending: print its table, write its JSON result to `output`."""
+    print(table)
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    log.info("written to %s", path)
