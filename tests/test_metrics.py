@@ -68,3 +68,12 @@ def test_table_names_every_class() -> None:
     cm.update(torch.tensor([0, 1]), torch.tensor([0, 1]))
     table = format_table(cm.compute(), ["road", "sky"])
     assert "road" in table and "sky" in table and "100.00" in table
+
+
+def test_labels_outside_the_classes_are_refused_and_ignore_is_not_counted() -> None:
+    confusion = ConfusionMatrix(3, ignore_index=255)
+    prediction = torch.tensor([[0, 1, 2, 2]])
+    confusion.update(prediction, torch.tensor([[0, 255, 2, 1]]))
+    assert confusion.matrix.tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 1]]  # the 255 pixel is nowhere
+    with pytest.raises(ValueError, match=r"outside \[0, 3\) and not 255: \[3, 7\]"):
+        confusion.update(prediction, torch.tensor([[3, 7, 255, 0]]))
