@@ -164,9 +164,6 @@ def bench_setting(cfg: DictConfig, setting: DictConfig, out_dir: Path, ceiling: 
 
 def targets(rows: list[dict], model_name: str, tv_name: str | None) -> list[dict]:
     """The README "Performance" targets that these rows can decide."""
-    def find(name: str, setting: str | None = None) -> dict | None:
-        return next((r for r in rows if r["name"].startswith(name) and (setting is None or r["setting"] == setting)), None)
-
     found = []
 
     def check(target: str, measured: float | None, goal: float, better_low: bool = False) -> None:
@@ -174,22 +171,25 @@ def targets(rows: list[dict], model_name: str, tv_name: str | None) -> list[dict
             met = measured <= goal if better_low else measured >= goal
             found.append({"target": target, "measured": measured, "relation": "<=" if better_low else ">=", "goal": goal, "met": met})
 
-    for bare in (r for r in rows if r["name"] == "(a) bare step"):
-        loop = find("(b)", bare["setting"])
-        check(f"(b)/(a), {bare['setting']}", loop and loop["images_per_s"] / bare["images_per_s"], 0.95)
-        check(f"data wait share of step time, {bare['setting']}", loop and loop["data_wait_fraction"], 0.05, better_low=True)
-    fp32, fast = find("(a) bare step", "fp32"), [r for r in rows if r["name"] == "(a) bare step" and r["setting"] != "fp32"]
+    def in_setting(prefix: str, setting: str) -> dict | None:
+        return next((r for r in rows if r["name"].startswith(prefix) and r["setting"] == setting), None)
+
+    bares = {r["setting"]: r for r in rows if r["name"] == "(a) bare step"}
+    fp32 = bares.get("fp32")
+    for setting, bare in bares.items():
+        loop, theirs = in_setting("(b)", setting), in_setting("(c)", setting)
+        check(f"(b)/(a), {setting}", loop and loop["images_per_s"] / bare["images_per_s"], 0.95)
+        check(f"data wait share of step time, {setting}", loop and loop["data_wait_fraction"], 0.05, better_low=True)
+        if fp32 and bare is not fp32:
+            check(f"{setting} (a) / fp32 (a) images/s", bare["images_per_s"] / fp32["images_per_s"], 1.6)
+        if tv_name == model_name:  # a like-for-like comparison only for the same network
+            check(f"segdil / torchvision {tv_name}, {setting}", theirs and bare["images_per_s"] / theirs["images_per_s"], 1.0)
     if fp32:
         check("fp32 (a) GFLOP/s / conv ceiling", fp32["conv_ceiling_fraction"], 0.85)
-        for other in fast:
-            check(f"{other['setting']} (a) / fp32 (a) images/s", other["images_per_s"] / fp32["images_per_s"], 1.6)
-    same_family = tv_name is not None and tv_name == model_name
-    if same_family:
-        for bare in (r for r in rows if r["name"] == "(a) bare step"):
-            theirs = find("(c)", bare["setting"])
-            check(f"segdil / torchvision {tv_name}, {bare['setting']}", theirs and bare["images_per_s"] / theirs["images_per_s"], 1.0)
-        theirs_fp32, best = find("(c)", "fp32"), max(r["images_per_s"] for r in rows if r["name"].startswith("(a)"))
-        check(f"segdil best / torchvision {tv_name} fp32", theirs_fp32 and best / theirs_fp32["images_per_s"], 1.6)
+    theirs_fp32 = in_setting("(c)", "fp32")
+    if tv_name == model_name and theirs_fp32:
+        best = max(r["images_per_s"] for r in rows if r["name"].startswith("(a)"))
+        check(f"segdil best / torchvision {tv_name} fp32", best / theirs_fp32["images_per_s"], 1.6)
     return found
 
 

@@ -48,14 +48,7 @@ def count_flops(work: Callable[[], object]) -> int:
 def best_rate(work: Callable[[], object], flops: float, repeats: int, device: torch.device) -> float:
     """GFLOP/s of the fastest of `repeats` timed calls after one warm-up call."""
     work()
-    best = float("inf")
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        work()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return flops / best / 1e9
+    return flops / min(timed(work, device) for _ in range(repeats)) / 1e9
 
 
 def synchronize(device: torch.device) -> None:

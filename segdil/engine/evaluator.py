@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from segdil.engine.precision import autocast_factory
 from segdil.engine.prediction_files import PredictionWriter
 from segdil.errors import ConfigError
 from segdil.metrics import ConfusionMatrix, format_table
+from segdil.profiling import peak_rss_mib
 from segdil.data.labels import voc_colormap
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def peak_memory_mib(device: torch.device) -> float:
     """Peak resident memory of this process (CPU) or peak allocated CUDA memory, in MiB."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return peak_rss_mib()
 
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
