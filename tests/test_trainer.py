@@ -112,3 +112,18 @@ def test_class_weights_from_config_must_match_classes(compose, tmp_path) -> None
         make_trainer(compose, tmp_path, "loss.class_weights=[1.0,2.0]")
     trainer = make_trainer(compose, tmp_path, "loss.class_weights=median_frequency")
     assert trainer.criterion.class_weights.shape == (5,) and math.isfinite(float(trainer.criterion.class_weights.sum()))
+
+
+def test_every_validation_is_logged_with_its_minutes_and_resume_keeps_the_clock(compose, tmp_path) -> None:
+    overrides = ("trainer.max_iters=4", "trainer.val_every=2")
+    make_trainer(compose, tmp_path, *overrides).fit(until=2)
+    first = load_checkpoint(tmp_path / "checkpoints/last.pt")
+    assert [entry["iteration"] for entry in first["history"]] == [2] and first["train_seconds"] > 0
+    resumed = make_trainer(compose, tmp_path, *overrides, "trainer.resume=auto")
+    summary = resumed.fit()
+    history = summary["history"]
+    assert [entry["iteration"] for entry in history] == [2, 4]
+    assert history[0] == first["history"][0]  # the first part's validation, carried over
+    assert first["train_seconds"] / 60 <= history[1]["minutes"] <= summary["train_minutes"]
+    assert history[1]["mIoU"] == summary["final"]["mIoU"]
+    assert len(summary["load_average_at_start"]) == 3

@@ -87,15 +87,24 @@ class FileDataset(SegmentationDataset):
     table: np.ndarray | None = None  # raw label value -> train id (void -> 255); None: as stored
 
     def __init__(
-        self, root: str | Path, split: str = "train", transform: Transform | None = None, cache: bool = False
+        self,
+        root: str | Path,
+        split: str | Sequence[str] = "train",
+        transform: Transform | None = None,
+        cache: bool = False,
     ) -> None:
-        super().__init__(split, transform, cache)
+        parts = [split] if isinstance(split, str) else list(split)
+        if not parts or not all(isinstance(part, str) for part in parts):
+            raise ConfigError(f"dataset split {split!r}: expected a split name or a list of names, e.g. [train, val]")
+        super().__init__("+".join(parts), transform, cache)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise self.layout_error(f"dataset.root={self.root}: no such folder")
-        pairs = self.find_pairs(split)
+        pairs = [pair for part in parts for pair in self.find_pairs(part)]
         if not pairs:
-            raise self.layout_error(f"dataset.split={split}: no images found")
+            raise self.layout_error(f"dataset.split={self.split}: no images found")
+        if len({image for image, _ in pairs}) < len(pairs):
+            raise ConfigError(f"dataset split {self.split}: the splits overlap (an image is listed twice)")
         unlabelled = [(image, label) for image, label in pairs if not label.is_file()]
         if unlabelled:
             image, label = unlabelled[0]
@@ -217,18 +226,53 @@ class Cityscapes(FileDataset):
         return None if label_path.name.endswith("_labelTrainIds.png") else self.table
 
 
+def camvid_sequence(path: Path) -> str:
+    """The street sequence a CamVid frame comes from: its file name's prefix (`0006R0_f00930.png`)."""
+    return path.name.split("_", 1)[0]
+
+
 class CamVid(FileDataset):
     """CamVid in SegNet's 11-class layout: `<split>/*.png` with labels of the same name in
-    `<split>annot/`; the void label 11 becomes 255."""
+    `<split>annot/`; the void label 11 becomes 255.
+
+    `holdout` names a street sequence (0001TP, 0006R0, 0016E5 in SegNet's train and val) that is
+    removed from every split and becomes the split `holdout`, gathered from all split folders.
+    SegNet's val is 101 frames of 0016E5, whose other 204 frames are in train: it rewards
+    memorising that street, while a held-out sequence measures what a user gets on new streets.
+    """
 
     class_names = CAMVID_CLASSES
     palette = CAMVID_PALETTE
     layout = "{root}/{split}/*.png with labels {root}/{split}annot/*.png (SegNet layout: train, val, test)"
     table = lookup_table({CAMVID_VOID: IGNORE_INDEX})
+    folders = ("train", "val", "test")  # SegNet's splits; `holdout` gathers its frames from these
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | Sequence[str] = "train",
+        transform: Transform | None = None,
+        cache: bool = False,
+        holdout: str | None = None,
+    ) -> None:
+        self.holdout = holdout
+        super().__init__(root, split, transform, cache)
 
     def find_pairs(self, split: str) -> list[tuple[Path, Path]]:
-        images = sorted((self.root / split).glob("*.png"))
-        return [(image, self.root / f"{split}annot" / image.name) for image in images]
+        if split == "holdout":
+            if not self.holdout:
+                raise ConfigError("dataset.split=holdout needs dataset.holdout=<sequence>, e.g. 0006R0")
+            pairs = [pair for folder in self.folders for pair in self._folder_pairs(folder)]
+            held = [(image, label) for image, label in pairs if camvid_sequence(image) == self.holdout]
+            if not held:
+                found = sorted({camvid_sequence(image) for image, _ in pairs})
+                raise ConfigError(f"dataset.holdout={self.holdout}: no frame of that sequence under {self.root}; found {found}")
+            return held
+        return [(image, label) for image, label in self._folder_pairs(split) if camvid_sequence(image) != self.holdout]
+
+    def _folder_pairs(self, folder: str) -> list[tuple[Path, Path]]:
+        images = sorted((self.root / folder).glob("*.png"))
+        return [(image, self.root / f"{folder}annot" / image.name) for image in images]
 
 
 class ImageMaskFolder(FileDataset):

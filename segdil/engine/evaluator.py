@@ -98,9 +98,9 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     on_batch = _prediction_saver(cfg, dataset, checkpoint, run_dir) if cfg.eval.save_predictions else None
 
     start = time.perf_counter()
-    metrics = evaluate(predictor, loader, len(class_names), device, description=f"eval {cfg.dataset.split}", on_batch=on_batch).compute()
+    metrics = evaluate(predictor, loader, len(class_names), device, description=f"eval {dataset.split}", on_batch=on_batch).compute()
     elapsed = time.perf_counter() - start
-    log.info("%s split:\n%s", cfg.dataset.split, format_table(metrics, class_names))
+    log.info("%s split:\n%s", dataset.split, format_table(metrics, class_names))
     log.info(
         "%d images in %.1f s (%.2f images/s), mode %s, scales %s, flip %s, peak memory %.0f MiB",
         len(dataset), elapsed, len(dataset) / elapsed, cfg.eval.mode, list(cfg.eval.scales), cfg.eval.flip,
@@ -110,7 +110,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         **metrics.as_dict(class_names),
         "num_images": len(dataset),
         "checkpoint": str(Path(cfg.checkpoint).resolve()),
-        "split": cfg.dataset.split,
+        "split": dataset.split,
     }
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     log.info("metrics written to %s", run_dir / "metrics.json")

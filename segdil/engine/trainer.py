@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import signal
 import time
@@ -120,6 +121,11 @@ class Trainer:
         self.criterion = build_loss(cfg.loss, self.train_set, getattr(self.model, "aux_weight", 0.0)).to(self.device)
         self.iteration = 0
         self.best_miou = float("-inf")
+        # Time to accuracy: wall-clock seconds of training before this call (a resumed run goes on
+        # counting), and one entry per validation with the minutes it was reached at.
+        self.seconds_before = 0.0
+        self.history: list[dict] = []
+        self.clock_start = time.perf_counter()
         if tc.resume:
             self._resume(tc.resume)
 
@@ -144,7 +150,9 @@ class Trainer:
             self.dist.world_size,
             tc.precision,
         )
-        start = time.perf_counter()
+        load_average = [round(load, 2) for load in os.getloadavg()]
+        log.info("load average at start %s (1, 5, 15 min): minutes are comparable on an idle machine", load_average)
+        start = self.clock_start = time.perf_counter()
         metrics: SegmentationMetrics | None = None
         interrupted = None
         batches = self._batches()
@@ -200,6 +208,9 @@ class Trainer:
             "step_images_per_s": steps["images"] / steps["seconds"] if steps["seconds"] else None,
             "data_wait_fraction": steps["wait"] / steps["seconds"] if steps["seconds"] else None,
             "best_mIoU": self.best_miou,
+            "train_minutes": round(self._train_seconds() / 60, 3),
+            "load_average_at_start": load_average,
+            "history": self.history,
             "final": final,
             "interrupted": interrupted,
             "run_dir": str(self.run_dir),
@@ -276,8 +287,13 @@ class Trainer:
         predictor = Predictor(self.model, len(self.class_names), autocast=self.autocast)
         confusion = evaluate(predictor, self.val_loader, len(self.class_names), self.device, tc.progress and self.dist.is_main)
         metrics = confusion.compute()
+        seconds = self._train_seconds()
+        self.history.append(
+            {"iteration": self.iteration, "minutes": round(seconds / 60, 3), "mIoU": metrics.miou, "pixel_acc": metrics.pixel_acc}
+        )
         logger.validation(confusion, self.class_names, self._panels(), self.iteration)
-        log.info("iter %d: val mIoU %.4f, pixel acc %.4f", self.iteration, metrics.miou, metrics.pixel_acc)
+        logger.scalars({"val_by_seconds/mIoU": metrics.miou}, round(seconds))
+        log.info("iter %d (%.1f min): val mIoU %.4f, pixel acc %.4f", self.iteration, seconds / 60, metrics.miou, metrics.pixel_acc)
         if metrics.miou > self.best_miou:
             self.best_miou = metrics.miou
             if self.dist.is_main:
@@ -296,6 +312,10 @@ class Trainer:
             predictions = self.model(images.to(self.device, memory_format=self.memory_format)).argmax(dim=1)
         return prediction_panels(images, masks, predictions.cpu(), self.palette)
 
+    def _train_seconds(self) -> float:
+        """Wall-clock seconds since training started (validation and checkpoints included), across resumes."""
+        return self.seconds_before + time.perf_counter() - self.clock_start
+
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
         """Everything needed to rebuild the model and to resume the run exactly."""
@@ -306,6 +326,8 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
             "best_miou": self.best_miou,
+            "train_seconds": self._train_seconds(),
+            "history": self.history,
             "rng": capture_rng_state(),
             "class_names": self.class_names,
             "palette": [list(colour) for colour in self.palette],
@@ -336,5 +358,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.best_miou = state["iteration"], state["best_miou"]
+        # Checkpoints written before time-to-accuracy logging have no clock: it restarts at 0.
+        self.seconds_before = state.get("train_seconds", 0.0)
+        self.history = list(state.get("history", []))
         restore_rng_state(state["rng"])
         log.info("resumed from %s at iteration %d (best val mIoU %.4f)", path, self.iteration, self.best_miou)
