@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED_DATA, require_data
+from test_datasets import load_script
 from segdil.data.datasets import CamVid, camvid_sequence
 from segdil.data.loader import build_dataset
 from segdil.errors import ConfigError
@@ -64,3 +65,59 @@ def test_real_camvid_sequences_split_as_documented() -> None:
     assert {camvid_sequence(path) for path in held.images} == {"0006R0"}
     assert {camvid_sequence(path) for path in train.images} == {"0001TP", "0016E5"}
     assert len(CamVid(root, "train", holdout="0006R0")) == 266 and len(CamVid(root, "val", holdout="0006R0")) == 101
+
+
+# --- Scripts: leave-one-sequence-out, snapshots scored on another split ------------------------
+
+TINY = [
+    "model.backbone.width=8",
+    "aug.crop_size=[16,16]",
+    "data.batch_size=2",
+    "data.val_batch_size=2",
+    "trainer.max_iters=2",
+    "trainer.val_every=2",
+    "trainer.val_panels=0",
+    "trainer.progress=false",
+]
+
+
+@pytest.fixture
+def three_streets(tmp_path: Path) -> Path:
+    root = tmp_path / "camvid"
+    train = ["A_0", "A_1", "A_2", "B_0", "B_1", "B_2", "C_0", "C_1"]
+    make_camvid(root, "train", {name: camvid_mask(k) for k, name in enumerate(train)})
+    make_camvid(root, "val", {name: camvid_mask(k) for k, name in enumerate(["C_2", "C_3"])})
+    return root
+
+
+def test_leave_one_sequence_out_trains_a_fold_per_sequence(compose, three_streets: Path, tmp_path: Path) -> None:
+    loso = load_script("camvid_loso")
+    overrides = [*TINY, f"dataset.root={three_streets}", "loso.sequences=[A,B,C]", f"loso.output={tmp_path}/loso.json"]
+    result = loso.leave_one_sequence_out(compose("camvid_loso", overrides), tmp_path / "folds")
+    folds = {fold["holdout"]: fold for fold in result["folds"]}
+    assert {name: (fold["train_frames"], fold["val_frames"]) for name, fold in folds.items()} == {
+        "A": (7, 3), "B": (7, 3), "C": (6, 4)
+    }
+    for name, fold in folds.items():
+        assert (tmp_path / "folds" / name / "metrics.json").is_file() and 0.0 <= fold["final_mIoU"] <= 1.0
+    assert result["mean_final_mIoU"] == pytest.approx(sum(f["final_mIoU"] for f in folds.values()) / 3)
+    assert loso.table(result).splitlines()[-1].startswith("mean final mIoU")
+
+
+def test_snapshots_are_scored_on_another_split_with_their_minutes(compose, three_streets: Path, tmp_path: Path) -> None:
+    from segdil.engine.trainer import Trainer
+
+    train = compose("train", ["experiment=camvid_context", *TINY, f"dataset.root={three_streets}", "dataset.holdout=B", "trainer.ckpt_every=1", "trainer.keep_last=5"])
+    Trainer(train, tmp_path / "run").fit()
+    snapshots = load_script("eval_snapshots")
+    cfg = compose(
+        "eval_snapshots",
+        [f"run={tmp_path / 'run'}", "dataset=camvid", f"dataset.root={three_streets}", "dataset.holdout=B", "dataset.split=holdout",
+         "aug.crop_size=[16,16]", "batch_size=2", f"output={tmp_path}/snapshots.json"],
+    )
+    result = snapshots.score_snapshots(cfg, tmp_path / "scores")
+    assert result["split"] == "holdout" and [row["iteration"] for row in result["rows"]] == [1, 2]
+    assert 0 < result["rows"][0]["minutes"] <= result["rows"][1]["minutes"]
+    assert (tmp_path / "scores/iter_0000002/metrics.json").is_file()
+    with pytest.raises(ConfigError, match="no checkpoints/iter_"):
+        snapshots.score_snapshots(compose("eval_snapshots", [f"run={tmp_path}"]), tmp_path / "none")

@@ -1,0 +1,80 @@
+"""Time to accuracy: draw val mIoU against training minutes for any set of train.py runs.
+
+    python scripts/plot_runs.py RUN_DIR[=LABEL] ... --out docs/img/camvid_time_to_accuracy.png
+
+Each run's `metrics.json` (written by train.py) holds one entry per validation with the
+wall-clock minutes of training it was reached at (validation and checkpoints included). Runs
+given the same LABEL are drawn in one colour (seeds of one recipe), each with its own line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from segdil.cli import user_errors
+from segdil.errors import ConfigError
+
+log = logging.getLogger("segdil")
+
+
+def read_history(run: Path) -> list[dict]:
+    """The validations of one run, from `<run>/metrics.json` (or that file named directly)."""
+    path = run if run.suffix == ".json" else run / "metrics.json"
+    try:
+        history = json.loads(path.read_text()).get("history")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: cannot read a train.py metrics.json ({error})") from None
+    if not history:
+        raise ConfigError(f"{path}: no validation history (written by train.py since time-to-accuracy logging)")
+    return history
+
+
+def parse_run(argument: str) -> tuple[Path, str]:
+    """`RUN_DIR=LABEL` or `RUN_DIR` (labelled by its folder name)."""
+    path, _, label = argument.partition("=")
+    return Path(path), label or Path(path).name
+
+
+def plot(runs: list[tuple[Path, str]], out: Path, metric: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(7, 4.2), dpi=120)
+    colours: dict[str, str] = {}  # one colour per label; the legend names each label once
+    for path, label in runs:
+        history = read_history(path)
+        first = label not in colours
+        colour = colours.setdefault(label, f"C{len(colours)}")
+        minutes, values = [entry["minutes"] for entry in history], [entry[metric] for entry in history]
+        axes.plot(minutes, values, marker="o", markersize=3, color=colour, label=label if first else None)
+    axes.legend(fontsize=8)
+    axes.set_xlabel("training minutes (wall clock, validation included)")
+    axes.set_ylabel(f"val {metric}")
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(out)
+    pyplot.close(figure)
+    log.info("wrote %s (%d runs)", out, len(runs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="train.py run directories (or metrics.json files), optionally =LABEL")
+    parser.add_argument("--out", type=Path, default=Path("time_to_accuracy.png"), help="the PNG to write")
+    parser.add_argument("--metric", default="mIoU", choices=("mIoU", "pixel_acc"))
+    parser.add_argument("--title", default="val mIoU against training time")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with user_errors():
+        plot([parse_run(run) for run in args.runs], args.out, args.metric, args.title)
+
+
+if __name__ == "__main__":
+    main()

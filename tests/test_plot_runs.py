@@ -1,0 +1,53 @@
+"""scripts/plot_runs.py: val mIoU against training minutes, one colour per label."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segdil.errors import ConfigError
+from test_datasets import load_script
+
+# matplotlib's first three default colours (C0, C1, C2)
+C0, C1, C2 = (31, 119, 180), (255, 127, 14), (44, 160, 44)
+
+
+def fake_run(root: Path, name: str, shift: float) -> Path:
+    run = root / name
+    run.mkdir()
+    history = [{"iteration": 500 * k, "minutes": 5.0 * k, "mIoU": 0.3 + 0.05 * k + shift, "pixel_acc": 0.8} for k in range(1, 5)]
+    (run / "metrics.json").write_text(json.dumps({"history": history}))
+    return run
+
+
+def has_colour(pixels: np.ndarray, colour: tuple[int, int, int]) -> bool:
+    return bool((np.abs(pixels[..., :3].astype(int) - colour).sum(axis=-1) < 30).any())
+
+
+def test_runs_with_one_label_share_a_colour(tmp_path: Path) -> None:
+    plot_runs = load_script("plot_runs")
+    runs = [
+        plot_runs.parse_run(f"{fake_run(tmp_path, 'ctx_seed0', 0.0)}=context"),
+        plot_runs.parse_run(f"{fake_run(tmp_path, 'ctx_seed1', 0.02)}=context"),
+        plot_runs.parse_run(str(fake_run(tmp_path, "twin", -0.05))),
+    ]
+    assert runs[2][1] == "twin"
+    out = tmp_path / "figure.png"
+    plot_runs.plot(runs, out, "mIoU", "test")
+    pixels = np.asarray(Image.open(out).convert("RGB"))
+    assert pixels.shape == (504, 840, 3)
+    assert has_colour(pixels, C0) and has_colour(pixels, C1) and not has_colour(pixels, C2)
+
+
+def test_a_run_without_history_is_a_one_line_error(tmp_path: Path) -> None:
+    plot_runs = load_script("plot_runs")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old/metrics.json").write_text(json.dumps({"best_mIoU": 0.5}))
+    with pytest.raises(ConfigError, match="old/metrics.json: no validation history"):
+        plot_runs.read_history(tmp_path / "old")
+    with pytest.raises(ConfigError, match="missing/metrics.json: cannot read"):
+        plot_runs.read_history(tmp_path / "missing")
