@@ -77,14 +77,15 @@ def test_padding_is_black_image_and_ignored_mask(compose) -> None:
     assert np.array_equal(padded, np.abs(got).max(axis=-1) < 1.0)  # exactly the black pixels
 
 
-def test_colour_jitter_is_photometric_only(compose) -> None:
+@pytest.mark.parametrize("option", ["jitter_p", "blur_p", "noise_p"])
+def test_photometric_augmentation_leaves_the_geometry_alone(compose, option: str) -> None:
     plain, _ = pipelines(compose, "aug.crop_size=[32,32]")
-    jitter, _ = pipelines(compose, "aug.crop_size=[32,32]", "aug.jitter_p=1.0")
+    photometric, _ = pipelines(compose, "aug.crop_size=[32,32]", f"aug.{option}=1.0")
     image, mask = colour_coded(3)
     for seed in range(5):
         plain.set_random_seed(seed)
-        jitter.set_random_seed(seed)
-        a, b = plain(image=image, mask=mask), jitter(image=image, mask=mask)
+        photometric.set_random_seed(seed)
+        a, b = plain(image=image, mask=mask), photometric(image=image, mask=mask)
         assert np.array_equal(a["mask"], b["mask"]) and not np.allclose(a["image"].numpy(), b["image"].numpy())
 
 
@@ -112,3 +113,18 @@ def test_basic_aug_still_builds(compose) -> None:
     train, val = (instantiate(node) for node in (compose("train").aug.train, compose("train").aug.val))
     image, mask = colour_coded(0, size=(40, 40))
     assert train(image=image, mask=mask)["image"].shape == val(image=image, mask=mask)["image"].shape == (3, 40, 40)
+
+
+def test_blur_and_noise_off_by_default_give_todays_samples(compose) -> None:
+    cfg = compose("train", ["aug=seg", "aug.crop_size=[32,32]", "aug.jitter_p=0.5"])
+    with_options = instantiate(cfg.aug.train)
+    without = cfg.aug.train.copy()
+    without.transforms = [t for t in cfg.aug.train.transforms if "Gauss" not in t._target_]
+    without = instantiate(without)
+    assert len(without.transforms) == len(with_options.transforms) - 2
+    image, mask = colour_coded(4)
+    for seed in range(5):
+        with_options.set_random_seed(seed)
+        without.set_random_seed(seed)
+        a, b = with_options(image=image, mask=mask), without(image=image, mask=mask)
+        assert np.array_equal(a["mask"], b["mask"]) and np.array_equal(a["image"].numpy(), b["image"].numpy())
