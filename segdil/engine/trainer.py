@@ -151,7 +151,7 @@ class Trainer:
             tc.precision,
         )
         load_average = [round(load, 2) for load in os.getloadavg()]
-        log.info("load average at start %s (1, 5, 15 min): minutes are comparable on an idle machine", load_average)
+        log.info("load average at start (1, 5, 15 min): %s; training minutes compare between runs on an idle machine", load_average)
         start = self.clock_start = time.perf_counter()
         metrics: SegmentationMetrics | None = None
         interrupted = None
