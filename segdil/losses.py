@@ -1,4 +1,4 @@
-"""The training loss: cross entropy with ignore pixels, optional class weights and OHEM."""
+"""The training loss: cross entropy with ignore pixels, optional class weights, label smoothing and OHEM."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ class SegmentationLoss(nn.Module):
     plus `aux_weight` times the same loss of the auxiliary logits when the Segmentor returns
     `{"out", "aux"}` (training with an auxiliary head).
 
+    Label smoothing (`label_smoothing` = eps) trains towards (1 - eps) on the true class and
+    eps / C spread over all classes, torch's definition; it keeps scores from growing without
+    bound on a small training set.
+
     OHEM (online hard example mining, as in PSPNet's training): keep only pixels whose
     probability for the true class is below `ohem_thresh`, but never fewer than
     `ohem_min_kept` (the hardest ones); this focuses the loss on small, hard structures.
@@ -29,11 +33,12 @@ class SegmentationLoss(nn.Module):
         ohem_min_kept: int = 100_000,
         ignore_index: int = IGNORE_INDEX,
         aux_weight: float = 0.0,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.ohem_thresh, self.ohem_min_kept, self.ignore_index = ohem_thresh, ohem_min_kept, ignore_index
-        self.aux_weight = aux_weight
+        self.aux_weight, self.label_smoothing = aux_weight, label_smoothing
 
     def forward(self, outputs: torch.Tensor | dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         if isinstance(outputs, torch.Tensor):
@@ -45,7 +50,9 @@ class SegmentationLoss(nn.Module):
 
     def _pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        pixel_loss = F.cross_entropy(logits, target, self.class_weights, ignore_index=self.ignore_index, reduction="none")
+        pixel_loss = F.cross_entropy(
+            logits, target, self.class_weights, ignore_index=self.ignore_index, reduction="none", label_smoothing=self.label_smoothing
+        )
         keep = target != self.ignore_index
         if self.ohem_thresh is not None:
             keep = keep & self._hard_pixels(logits, target, keep)

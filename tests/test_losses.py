@@ -54,3 +54,21 @@ def test_median_frequency_by_hand() -> None:
     # f0 = 5/8 (in both images), f1 = 1/4 (image A only), f2 = 1/4 (image B only); median 1/4.
     weights = median_frequency_weights([a, b], num_classes=4)
     assert weights.tolist() == pytest.approx([0.25 / 0.625, 1.0, 1.0, 0.0])
+
+
+def test_label_smoothing_matches_torch_with_and_without_class_weights() -> None:
+    logits, target = batch(2)
+    for weights in (None, torch.tensor([0.5, 1.0, 2.0, 4.0])):
+        expected = F.cross_entropy(logits, target, weight=weights, ignore_index=255, label_smoothing=0.1)
+        smoothed = SegmentationLoss(weights, label_smoothing=0.1)(logits, target)
+        assert torch.allclose(smoothed, expected)
+        assert not torch.allclose(smoothed, SegmentationLoss(weights)(logits, target))
+
+
+def test_label_smoothing_out_of_range_is_a_config_error(compose) -> None:
+    from segdil.engine.builders import build_loss
+    from segdil.errors import ConfigError
+
+    cfg = compose("train", ["loss.label_smoothing=1.5"])
+    with pytest.raises(ConfigError, match=r"loss.label_smoothing=1.5: expected a value in \[0, 1\)"):
+        build_loss(cfg.loss, None)

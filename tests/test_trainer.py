@@ -127,3 +127,43 @@ def test_every_validation_is_logged_with_its_minutes_and_resume_keeps_the_clock(
     assert first["train_seconds"] / 60 <= history[1]["minutes"] <= summary["train_minutes"]
     assert history[1]["mIoU"] == summary["final"]["mIoU"]
     assert len(summary["load_average_at_start"]) == 3
+
+
+def test_ema_is_the_average_of_the_weights_after_each_step(compose, tmp_path) -> None:
+    """ema_1 = w_1, ema_t = d * ema_(t-1) + (1 - d) * w_t, for parameters and BatchNorm statistics;
+    it is what validation and checkpoints' `model` hold, the optimizer's weights are `trained_model`."""
+    trainer = make_trainer(compose, tmp_path, "trainer.max_iters=3", "trainer.ema_decay=0.75")
+    expected: dict[str, torch.Tensor] = {}
+    for step in (1, 2, 3):
+        trainer.fit(until=step)
+        for key, value in trainer.model.state_dict().items():
+            if value.is_floating_point():
+                expected[key] = value.clone() if step == 1 else 0.75 * expected[key] + 0.25 * value
+    state = load_checkpoint(tmp_path / "checkpoints/last.pt")
+    assert state["ema_updates"] == 3 and trainer.evaluated_model is trainer.ema.module
+    for key, value in expected.items():
+        assert torch.allclose(state["model"][key], value, atol=1e-6), key
+        assert torch.equal(state["trained_model"][key], trainer.model.state_dict()[key]), key
+    assert any(not torch.equal(state["model"][key], state["trained_model"][key]) for key in expected)
+
+
+def test_resume_with_ema_is_exact(compose, tmp_path) -> None:
+    overrides = ("trainer.max_iters=4", "trainer.ema_decay=0.9")
+    make_trainer(compose, tmp_path / "straight", *overrides).fit()
+    make_trainer(compose, tmp_path / "split", *overrides).fit(until=2)
+    make_trainer(compose, tmp_path / "split", *overrides, "trainer.resume=auto").fit()
+    straight = load_checkpoint(tmp_path / "straight/checkpoints/last.pt")
+    split = load_checkpoint(tmp_path / "split/checkpoints/last.pt")
+    for part in ("model", "trained_model"):
+        for key in straight[part]:
+            assert torch.equal(straight[part][key], split[part][key]), (part, key)
+
+
+def test_ema_decay_out_of_range_and_resume_without_ema_are_config_errors(compose, tmp_path) -> None:
+    from segdil.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"trainer.ema_decay=1.5: expected null or a value in \(0, 1\)"):
+        make_trainer(compose, tmp_path / "bad", "trainer.ema_decay=1.5")
+    make_trainer(compose, tmp_path / "plain", "trainer.max_iters=1").fit()
+    with pytest.raises(ConfigError, match="trained without an EMA"):
+        make_trainer(compose, tmp_path / "plain", "trainer.ema_decay=0.9", "trainer.resume=auto")

@@ -58,7 +58,10 @@ def build_transforms(aug_cfg: DictConfig) -> tuple[Transform, Transform]:
 
 def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset, aux_weight: float = 0.0) -> SegmentationLoss:
     """Cross entropy with the configured class weights (a list, `median_frequency`, or null),
-    OHEM, and the model's auxiliary-head weight."""
+    label smoothing, OHEM, and the model's auxiliary-head weight."""
+    smoothing = float(loss_cfg.get("label_smoothing", 0.0))
+    if not 0.0 <= smoothing < 1.0:
+        raise ConfigError(f"loss.label_smoothing={smoothing}: expected a value in [0, 1)")
     num_classes = train_set.num_classes
     weights = loss_cfg.class_weights
     if weights is None:
@@ -72,7 +75,9 @@ def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset, aux_weight:
                 f"loss.class_weights has {class_weights.numel()} values: expected {num_classes} "
                 "(one per class), median_frequency or null"
             )
-    return SegmentationLoss(class_weights, loss_cfg.ohem_thresh, loss_cfg.ohem_min_kept, aux_weight=aux_weight)
+    return SegmentationLoss(
+        class_weights, loss_cfg.ohem_thresh, loss_cfg.ohem_min_kept, aux_weight=aux_weight, label_smoothing=smoothing
+    )
 
 
 def restore_model(checkpoint_path: str | Path, device: torch.device) -> tuple[nn.Module, dict, DictConfig]:

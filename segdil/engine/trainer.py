@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -114,6 +115,7 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=device_ids)
 
+        self.ema = self._build_ema(tc.get("ema_decay"))
         self.optimizer = instantiate(cfg.optim, params=self.model.parameters())
         self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=tc.max_iters)
         self.autocast = autocast_factory(tc.precision, self.device)
@@ -271,8 +273,24 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.iteration += 1
         return total_loss, images_seen, waited
+
+    def _build_ema(self, decay: float | None) -> AveragedModel | None:
+        """An exponential moving average of the weights and BatchNorm statistics (torch's
+        AveragedModel), updated after every optimizer step; validation, best.pt and eval.py use it."""
+        if decay is None:
+            return None
+        if not 0.0 < float(decay) < 1.0:
+            raise ConfigError(f"trainer.ema_decay={decay}: expected null or a value in (0, 1), e.g. 0.998")
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=True)
+
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The weights that are validated and deployed: the EMA when trainer.ema_decay is set."""
+        return self.model if self.ema is None else self.ema.module
 
     def _agreed_stop(self, stop: list[int]) -> bool:
         """All processes stop at the same iteration if any of them was signalled."""
@@ -284,7 +302,7 @@ class Trainer:
     # ------------------------------------------------------------------ validation
     def _validate(self, logger: RunLogger) -> SegmentationMetrics:
         tc = self.cfg.trainer
-        predictor = Predictor(self.model, len(self.class_names), autocast=self.autocast)
+        predictor = Predictor(self.evaluated_model, len(self.class_names), autocast=self.autocast)
         confusion = evaluate(predictor, self.val_loader, len(self.class_names), self.device, tc.progress and self.dist.is_main)
         metrics = confusion.compute()
         seconds = self._train_seconds()
@@ -309,7 +327,7 @@ class Trainer:
         images, masks = zip(*(self.val_set[index] for index in range(count)))
         images, masks = torch.stack(images), torch.stack(masks)
         with self.autocast():
-            predictions = self.model(images.to(self.device, memory_format=self.memory_format)).argmax(dim=1)
+            predictions = self.evaluated_model(images.to(self.device, memory_format=self.memory_format)).argmax(dim=1)
         return prediction_panels(images, masks, predictions.cpu(), self.palette)
 
     def _train_seconds(self) -> float:
@@ -318,9 +336,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
-        """Everything needed to rebuild the model and to resume the run exactly."""
+        """Everything needed to rebuild the model and to resume the run exactly. `model` holds the
+        evaluated weights (the EMA when on, so eval.py and init_from take those); the optimizer's own
+        weights are then `trained_model`."""
+        ema = {} if self.ema is None else {"trained_model": self.model.state_dict(), "ema_updates": int(self.ema.n_averaged)}
         return {
-            "model": self.model.state_dict(),
+            "model": self.evaluated_model.state_dict(),
+            **ema,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -353,7 +375,12 @@ class Trainer:
             log.info("trainer.resume=auto: no %s yet, starting from scratch", path)
             return
         state = load_checkpoint(path)
-        load_model_state(self.model, state["model"], path)
+        load_model_state(self.model, state.get("trained_model", state["model"]), path)
+        if self.ema is not None:
+            if "ema_updates" not in state:
+                raise ConfigError(f"{path}: trainer.ema_decay is set but this checkpoint was trained without an EMA")
+            load_model_state(self.ema.module, state["model"], path)
+            self.ema.n_averaged.fill_(state["ema_updates"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
