@@ -112,3 +112,16 @@ def test_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
 def test_eval_requires_checkpoint(tmp_path: Path) -> None:
     output = _one_line_error(run("eval.py", f"hydra.run.dir={tmp_path}"))
     assert "checkpoint" in output
+
+
+def test_a_run_logged_to_a_file_has_plain_progress_lines_and_no_carriage_returns(tmp_path: Path) -> None:
+    overrides = [o for o in TINY_TRAIN_OVERRIDES if not o.startswith(("trainer.progress", "trainer.max_iters"))]
+    result = run(
+        "train.py", "model=tiny_fcn", *overrides, "trainer.max_iters=14", "trainer.progress=true",
+        "trainer.progress_every=0", f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "\r" not in output
+    assert "measured step time" in output and "the 2 iterations left take about" in output
+    assert "iter 13/14 (93%)" in output

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from segdil.data.labels import RGB
+from segdil.progress import progress_bar
 
 IGNORE_INDEX = 255
 
@@ -61,7 +61,7 @@ class SegmentationDataset(Dataset):
     def preload(self) -> None:
         """Decode every sample into the cache now, in this process: loader workers forked later
         share it instead of each decoding the first epoch again."""
-        for index in tqdm(range(len(self)), desc=f"decoding {self.split}", leave=False, dynamic_ncols=True):
+        for index in progress_bar(range(len(self)), desc=f"decoding {self.split}", leave=False):
             self.load_cached(index)
 
     def load_mask(self, index: int) -> np.ndarray:

@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from segdil.data.base import IGNORE_INDEX
 from segdil.data.loader import build_dataset, build_eval_loader
@@ -23,6 +22,7 @@ from segdil.engine.prediction_files import PredictionWriter
 from segdil.errors import ConfigError
 from segdil.metrics import ConfusionMatrix, format_table
 from segdil.profiling import peak_rss_mib
+from segdil.progress import progress_bar
 from segdil.data.labels import voc_colormap
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def evaluate(
     predictor.model.eval()
     confusion = ConfusionMatrix(num_classes, IGNORE_INDEX, device=device)
     seen = 0
-    for images, masks in tqdm(loader, desc=description, disable=not progress, leave=False, dynamic_ncols=True):
+    for images, masks in progress_bar(loader, enabled=progress, desc=description, leave=False):
         predictions = predictor(images.to(device, non_blocking=True)).argmax(dim=1)
         confusion.update(predictions, masks.to(device, non_blocking=True))
         if on_batch is not None:

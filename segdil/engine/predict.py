@@ -10,12 +10,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from segdil.engine.builders import resolve_device, restore_model
 from segdil.engine.evaluator import build_predictor
 from segdil.engine.prediction_files import PredictionWriter
 from segdil.errors import DataError
+from segdil.progress import progress_bar
 from segdil.data.labels import voc_colormap
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def predict_images(cfg: DictConfig, run_dir: Path) -> int:
     predictor = build_predictor(cfg.eval, model, num_classes, device)
     writer = PredictionWriter(run_dir, checkpoint.get("palette") or voc_colormap(num_classes))
     paths = list_images(Path(cfg.input))
-    for path in tqdm(paths, desc="predict", dynamic_ncols=True):
+    for path in progress_bar(paths, desc="predict"):
         image = read_rgb(path)
         tensor = transform(image=image)["image"].unsqueeze(0).to(device)
         prediction = predictor(tensor).argmax(dim=1)[0].cpu().numpy()

@@ -23,7 +23,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from segdil.data.checks import check_labels
@@ -46,6 +45,7 @@ from segdil.engine.tb import RunLogger, prediction_panels
 from segdil.errors import ConfigError, TrainingError
 from segdil.metrics import SegmentationMetrics, format_table
 from segdil.models.summary import log_model_summary
+from segdil.progress import ProgressLog, on_terminal, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +160,12 @@ class Trainer:
         batches = self._batches()
         window = {"images": 0, "seconds": 0.0, "wait": 0.0}
         steps = {"images": 0, "seconds": 0.0, "wait": 0.0}  # the same sums over the whole call
-        with stop_requests() as stop, logging_redirect_tqdm(), tqdm(
-            initial=self.iteration,
-            total=tc.max_iters,
-            desc="train",
-            dynamic_ncols=True,
-            disable=not (tc.progress and self.dist.is_main),
+        shows_progress = tc.progress and self.dist.is_main
+        progress = ProgressLog(
+            self.iteration, tc.max_iters, plain=shows_progress and not on_terminal(), every_seconds=tc.progress_every
+        )
+        with stop_requests() as stop, logging_redirect_tqdm(), progress_bar(
+            initial=self.iteration, total=tc.max_iters, desc="train", enabled=shows_progress
         ) as bar:
             while self.iteration < target:
                 step_start = time.perf_counter()
@@ -176,6 +176,8 @@ class Trainer:
                     sums["seconds"] += step_seconds
                     sums["wait"] += wait
                 bar.update(1)
+                if self.dist.is_main:
+                    progress.step(self.iteration, step_seconds, loss, steps["images"] / steps["seconds"])
                 last = self.iteration == tc.max_iters
                 if self.iteration % tc.log_every == 0 or last:
                     lr = self.optimizer.param_groups[0]["lr"]
