@@ -1,4 +1,4 @@
-"""Every `model=` choice in one Markdown table: `python scripts/model_table.py [--size 512] [--classes 21]`.
+"""Every `model=` choice in one Markdown table: `python scripts/model_table.py [--size 512] [--classes 21] [NAME ...]`.
 
 Parameters, forward GFLOPs at size x size, output stride, analytic receptive field and the
 structural probe's figures (see segdil/receptive_field.py). Models are built on the meta device
@@ -23,8 +23,9 @@ from segdil.engine.builders import build_model  # noqa: E402
 from segdil.models.summary import summarize_model  # noqa: E402
 
 
-def rows(size: int, num_classes: int) -> list[str]:
-    names = sorted(path.stem for path in (REPO / "configs" / "model").glob("*.yaml"))
+def rows(size: int, num_classes: int, names: list[str] | None = None) -> list[str]:
+    """The table's lines for `names` (default: every file of configs/model/)."""
+    names = names or sorted(path.stem for path in (REPO / "configs" / "model").glob("*.yaml"))
     lines = [
         "| model | parameters | GFLOPs | output stride | RF analytic | RF empirical extent | 95% of gradient | gridding |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -49,5 +50,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="input side for GFLOPs (and the probe of global fields)")
     parser.add_argument("--classes", type=int, default=21, help="number of classes (21: Pascal VOC)")
+    parser.add_argument("names", nargs="*", help="model configs to list (default: all of configs/model/)")
     arguments = parser.parse_args()
-    print("\n".join(rows(arguments.size, arguments.classes)))
+    print("\n".join(rows(arguments.size, arguments.classes, arguments.names)))

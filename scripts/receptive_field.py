@@ -17,12 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's segdil, also when another one is installed
 
 import segdil  # noqa: E402, F401  (sets up the environment before albumentations is imported)
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.errors import HydraException  # noqa: E402
 from hydra.utils import get_class  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from segdil.cli import user_errors  # noqa: E402
+from segdil.cli import compose_or_exit, user_errors  # noqa: E402
 from segdil.engine.builders import build_model  # noqa: E402
 from segdil.models.summary import forward_gflops  # noqa: E402
 from segdil.receptive_field import format_empirical, format_layers, measure_receptive_field  # noqa: E402
@@ -46,11 +44,7 @@ def report(cfg: DictConfig) -> str:
 
 def main(overrides: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-            cfg = compose("receptive_field", overrides)
-    except HydraException as error:
-        sys.exit(f"error: {error}")
+    cfg = compose_or_exit(REPO / "configs", "receptive_field", overrides)
     with user_errors():
         print(report(cfg))
 

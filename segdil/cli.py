@@ -11,8 +11,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from segdil.errors import SegdilError, user_error
@@ -36,6 +38,16 @@ OmegaConf.register_new_resolver("segdil_run_stamp", run_stamp, use_cache=True, r
 def run_dir() -> Path:
     """The Hydra run (or multirun job) directory of the current job."""
     return Path(HydraConfig.get().runtime.output_dir)
+
+
+def compose_or_exit(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:
+    """`config_name` of `config_dir` with command-line overrides, for scripts that compose
+    instead of using `hydra.main`; an unknown group or bad override exits with Hydra's message."""
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            return compose(config_name, overrides)
+    except HydraException as error:
+        sys.exit(f"error: {error}")
 
 
 def one_line(error: SegdilError) -> str:

@@ -76,6 +76,85 @@ def test_drn_layer_counts_match_the_paper(arch: str, layers: int) -> None:
         assert not any(isinstance(m, torchvision.models.resnet.BasicBlock) for m in getattr(backbone, name).modules())
 
 
+# Every convolution of DRN-C-26 and DRN-D-22 at output stride 8 as fyu/drn's `drn.py` builds it
+# (`drn_c_26`, `drn_d_22`; levels 5 and 6 with new_level=False, so their first block is dilated
+# in full), written out by hand: segdil name, fyu/drn name, kernel, stride, dilation.
+RESNET18_STAGES = [
+    ("layer1.0.conv1", "layer3.0.conv1", 3, 2, 1),
+    ("layer1.0.conv2", "layer3.0.conv2", 3, 1, 1),
+    ("layer1.0.downsample.0", "layer3.0.downsample.0", 1, 2, 1),
+    ("layer1.1.conv1", "layer3.1.conv1", 3, 1, 1),
+    ("layer1.1.conv2", "layer3.1.conv2", 3, 1, 1),
+    ("layer2.0.conv1", "layer4.0.conv1", 3, 2, 1),
+    ("layer2.0.conv2", "layer4.0.conv2", 3, 1, 1),
+    ("layer2.0.downsample.0", "layer4.0.downsample.0", 1, 2, 1),
+    ("layer2.1.conv1", "layer4.1.conv1", 3, 1, 1),
+    ("layer2.1.conv2", "layer4.1.conv2", 3, 1, 1),
+    ("layer3.0.conv1", "layer5.0.conv1", 3, 1, 2),
+    ("layer3.0.conv2", "layer5.0.conv2", 3, 1, 2),
+    ("layer3.0.downsample.0", "layer5.0.downsample.0", 1, 1, 1),
+    ("layer3.1.conv1", "layer5.1.conv1", 3, 1, 2),
+    ("layer3.1.conv2", "layer5.1.conv2", 3, 1, 2),
+    ("layer4.0.conv1", "layer6.0.conv1", 3, 1, 4),
+    ("layer4.0.conv2", "layer6.0.conv2", 3, 1, 4),
+    ("layer4.0.downsample.0", "layer6.0.downsample.0", 1, 1, 1),
+    ("layer4.1.conv1", "layer6.1.conv1", 3, 1, 4),
+    ("layer4.1.conv2", "layer6.1.conv2", 3, 1, 4),
+]
+DRN_CONVS = {
+    "drn_c": [
+        ("stem.conv.0", "conv1", 7, 1, 1),
+        ("stem.block1.conv1", "layer1.0.conv1", 3, 1, 1),
+        ("stem.block1.conv2", "layer1.0.conv2", 3, 1, 1),
+        ("stem.block2.conv1", "layer2.0.conv1", 3, 2, 1),
+        ("stem.block2.conv2", "layer2.0.conv2", 3, 1, 1),
+        ("stem.block2.downsample.0", "layer2.0.downsample.0", 1, 2, 1),
+        *RESNET18_STAGES,
+        ("layer5.0.0", "layer7.0.conv1", 3, 1, 2),
+        ("layer5.1.0", "layer7.0.conv2", 3, 1, 2),
+        ("layer6.0.0", "layer8.0.conv1", 3, 1, 1),
+        ("layer6.1.0", "layer8.0.conv2", 3, 1, 1),
+    ],
+    "drn_d": [
+        ("stem.conv.0", "layer0.0", 7, 1, 1),
+        ("stem.block1.0", "layer1.0", 3, 1, 1),
+        ("stem.block2.0", "layer2.0", 3, 2, 1),
+        *RESNET18_STAGES,
+        ("layer5.0.0", "layer7.0", 3, 1, 2),
+        ("layer6.0.0", "layer8.0", 3, 1, 1),
+    ],
+}
+
+
+@pytest.mark.parametrize("arch", sorted(DRN_CONVS))
+def test_drn_convolutions_match_the_reference_table(arch: str) -> None:
+    backbone = build_backbone(depth=18, output_stride=8, width=8, arch=arch)
+    ours = [
+        (name, conv.kernel_size[0], conv.stride[0], conv.dilation[0], conv.padding[0])
+        for name, conv in backbone.named_modules()
+        if isinstance(conv, nn.Conv2d)
+    ]
+    # Padding keeps the size: (kernel - 1) / 2 x dilation, as in fyu/drn.
+    expected = [(name, k, s, d, (k - 1) // 2 * d) for name, _, k, s, d in DRN_CONVS[arch]]
+    assert ours == expected
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_resnet_keeps_torchvisions_first_dilated_conv(depth: int) -> None:
+    """arch=resnet: the first 3x3 conv of a dilated stage keeps the previous dilation, as
+    torchvision's replace_stride_with_dilation does (compared with torchvision's ResNet-50)."""
+    backbone = build_backbone(depth=depth, output_stride=8, width=8)
+    first = "conv1" if depth == 18 else "conv2"
+    assert getattr(backbone.layer3[0], first).dilation == (1, 1)
+    assert getattr(backbone.layer4[0], first).dilation == (2, 2)
+    if depth == 50:
+        reference = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=[False, True, True])
+        for name, conv in reference.named_modules():
+            if isinstance(conv, nn.Conv2d):
+                ours = backbone.get_submodule(name)
+                assert (ours.stride, ours.dilation, ours.padding) == (conv.stride, conv.dilation, conv.padding), name
+
+
 def test_drn_degridding_levels_have_no_shortcut() -> None:
     """Zeroing the last BN of layer6 silences the output: nothing bypasses the degridding levels."""
     backbone = build_backbone(depth=18, width=8, arch="drn_c").eval()
@@ -130,3 +209,64 @@ def test_truncated_front_end() -> None:
         build_backbone(num_stages=5)
     with pytest.raises(Exception, match="num_stages=2"):
         build_backbone(arch="drn_c", num_stages=2)
+
+
+# --- torchvision weight names: the hub cache, seeded by the test (no network) ------------------
+
+
+def seed_hub_cache(torch_home, monkeypatch, factory, weights) -> dict[str, torch.Tensor]:
+    """Write a random `factory` state dict where torchvision's weights API looks for `weights`
+    ($TORCH_HOME/hub/checkpoints/<the URL's file name>), and forbid any download."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    state = factory(weights=None).state_dict()
+    cache = torch_home / "hub" / "checkpoints"
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(state, cache / weights.url.rsplit("/", 1)[-1])
+    return state
+
+
+def _no_network(url: str, *args, **kwargs) -> None:
+    import urllib.error
+
+    raise urllib.error.URLError(f"no network in tests ({url})")
+
+
+@pytest.mark.parametrize(
+    ("depth", "name", "factory", "weights"),
+    [
+        (18, "IMAGENET1K_V1", torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
+        (50, "DEFAULT", torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V2),
+        (50, "IMAGENET1K_V1", torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
+    ],
+)
+def test_weight_names_load_from_the_torch_hub_cache(tmp_path, monkeypatch, depth, name, factory, weights) -> None:
+    state = seed_hub_cache(tmp_path, monkeypatch, factory, weights)
+    backbone = build_backbone(depth=depth, output_stride=8, weights=name)
+    for key, tensor in backbone.state_dict().items():
+        assert torch.equal(tensor, state[key]), key
+
+
+def test_drn_takes_what_matches_from_a_weight_name(tmp_path, monkeypatch) -> None:
+    state = seed_hub_cache(tmp_path, monkeypatch, torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+    backbone = build_backbone(depth=18, arch="drn_d", weights="IMAGENET1K_V1")
+    assert torch.equal(backbone.layer3[0].conv1.weight, state["layer3.0.conv1.weight"])
+
+
+def test_weight_name_offline_and_uncached_is_one_line_naming_the_file_and_place(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    with pytest.raises(ConfigError) as error:
+        build_backbone(depth=34, weights="IMAGENET1K_V1")
+    message = str(error.value)
+    expected_file = tmp_path / "hub" / "checkpoints" / "resnet34-b627a593.pth"
+    assert "\n" not in message and f"put the file from https://download.pytorch.org/models/resnet34-b627a593.pth at {expected_file}" in message
+
+
+def test_bad_weight_names_and_depths_are_config_errors(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"IMAGENET1K_V2: not a weight name of torchvision's ResNet18_Weights; expected one of \['IMAGENET1K_V1', 'DEFAULT'\]"):
+        build_backbone(depth=18, weights="IMAGENET1K_V2")
+    with pytest.raises(ConfigError, match="torchvision has no ResNet10_Weights; its ImageNet ResNets have depths 18, 34, 50 and 101"):
+        build_backbone(depth=10, weights="DEFAULT")
+    with pytest.raises(ConfigError, match=r"weights=.*missing.pth: file not found"):
+        build_backbone(depth=18, weights=str(tmp_path / "missing.pth"))

@@ -58,13 +58,21 @@ def test_empirical_extent_equals_analytic_and_gridding(model: nn.Module, field: 
     assert gridding_fraction(gradient, analytic.field) == pytest.approx(fraction)
 
 
-@pytest.mark.parametrize("name", ["tiny_fcn", "drn_c26", "drn_d22"])
-def test_empirical_extent_equals_analytic_on_models(compose, name: str) -> None:
+# Fields by hand, input pixels, adding (kernel - 1) x dilation x stride-before per conv along the
+# longest path, + 8 for the bilinear upsampling from stride 8 (2 taps at spacing 8).
+# DRN-D-22: stem 7, 9, 11 (stride 2); layer1 15, 23, 31, 39 (stride 4); layer2 47 (stride 8), 63,
+# 79, 95; layer3 (dilation 2, first conv too, as fyu/drn) + 4 x 32 = 223; layer4 (dilation 4)
+# + 4 x 64 = 479; layer5, layer6 (one conv each at 2, 1) 511, 527; upsampling 535.
+# DRN-C-26: stem 7, 9, 11, 13 (stride 2), 17; layer1 21 (stride 4), 29, 37, 45; layer2 53 (stride
+# 8), 69, 85, 101; layer3 229; layer4 485; layer5 (two convs at 2) 549; layer6 (two at 1) 581; 589.
+@pytest.mark.parametrize(("name", "field"), [("tiny_fcn", 75), ("drn_c26", 589), ("drn_d22", 535)])
+def test_empirical_extent_equals_analytic_on_models(compose, name: str, field: int) -> None:
     """ResNet stem (max pooling as average in the probe), residual merges, DRN stems and
     degridding levels, bilinear upsampling: the executed graph agrees with the rules."""
     model = build_model(compose("train", [f"model={name}", "model.backbone.width=8"]).model, 3)
     rf = measure_receptive_field(model)
-    assert rf.empirical.extent == (rf.analytic.field, rf.analytic.field)
+    assert rf.analytic.field == field
+    assert rf.empirical.extent == (field, field)
     assert not rf.empirical.clipped
     assert rf.gridding == 1.0
     assert rf.analytic.output_stride == 8

@@ -113,3 +113,42 @@ def test_flops_and_summary_figures(compose) -> None:
     assert recorder.scalars["model/receptive_field"] == (459, 0)
     assert recorder.scalars["model/gridding_fraction"] == (1.0, 0)
     assert "model dilated_resnet18_fcn" in recorder.texts["model/summary"]
+
+
+# --- model.freeze: a stage of a staged schedule -------------------------------------------------
+
+
+def test_frozen_parts_stay_unchanged_while_the_rest_trains(compose, tmp_path) -> None:
+    from segdil.engine.trainer import Trainer
+
+    overrides = [*TINY_TRAIN_OVERRIDES, "model=tiny_context", "model.freeze=[backbone]", "trainer.max_iters=2"]
+    trainer = Trainer(compose("train", overrides), tmp_path)
+    before = {key: value.clone() for key, value in trainer.model.state_dict().items()}
+    assert trainer.fit()["iterations"] == 2
+    after = trainer.model.state_dict()
+    backbone = [key for key in before if key.startswith("backbone.")]
+    # Weights and BatchNorm statistics (running means, batch counts) of the backbone are untouched.
+    assert any("running_mean" in key for key in backbone)
+    assert all(torch.equal(before[key], after[key]) for key in backbone)
+    assert not torch.equal(before["head.4.weight"], after["head.4.weight"])
+    assert not torch.equal(before["head.1.running_mean"], after["head.1.running_mean"])
+    assert not torch.equal(before["context.layers.14.weight"], after["context.layers.14.weight"])
+
+
+def test_frozen_parts_keep_eval_mode_and_get_no_gradient(compose) -> None:
+    model = build_model(compose("train", ["model=dilated_resnet18_context", "model.backbone.width=8", "model.freeze=[backbone,head]"]).model, 5)
+    model.train()
+    assert model.training and model.context.training
+    assert not model.backbone.training and not any(m.training for m in model.head.modules())
+    assert [name for name, p in model.named_parameters() if p.requires_grad] == ["context." + n for n, _ in model.context.named_parameters()]
+    model.eval().train()
+    assert not model.backbone.training
+
+
+def test_freezing_an_unknown_part_names_the_valid_ones(compose) -> None:
+    cfg = compose("train", ["model=dilated_resnet18_fcn", "model.backbone.width=8", "model.freeze=[context]"])
+    with pytest.raises(ConfigError) as error:
+        build_model(cfg.model, 5)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message == "model.freeze=['context']: 'context' is not a part of this model; expected names from ['backbone', 'head']"

@@ -11,10 +11,16 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from segdil.data.base import SegmentationDataset, Transform
-from segdil.engine.checkpoint import load_checkpoint, load_model_state
+from segdil.engine.checkpoint import is_checkpoint, load_checkpoint, load_model_state, read_weights_file
 from segdil.errors import ConfigError, user_error
 from segdil.losses import SegmentationLoss, median_frequency_weights
-from segdil.models.weights import init_from_checkpoint
+from segdil.models.weights import (
+    init_from_checkpoint,
+    is_weight_name,
+    load_matching,
+    segmentor_names,
+    torchvision_segmentation_state,
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -28,9 +34,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def start_from(model: nn.Module, init_from: str) -> None:
+    """Apply `model.init_from`: a segdil checkpoint (train.py's), a state-dict file of torchvision's
+    FCN / DeepLabV3 (or of a Segmentor), or a torchvision weight name (COCO_WITH_VOC_LABELS_V1,
+    DEFAULT) for the torchvision model this one is. What matches by name and shape is loaded."""
+    source = f"model.init_from={init_from}"
+    if is_weight_name(init_from):
+        load_matching(model, torchvision_segmentation_state(model, init_from), source)
+        return
+    expected = "expected a checkpoint written by train.py, a torchvision FCN / DeepLabV3 state dict or a torchvision weight name"
+    state = read_weights_file(init_from, "model.init_from", expected)
+    if is_checkpoint(state):
+        init_from_checkpoint(model, state, source)
+    else:
+        load_matching(model, segmentor_names(state), source)
+
+
 def build_model(model_cfg: DictConfig, num_classes: int, pretrained: bool = True) -> nn.Module:
     """Instantiate `cfg.model` (its `_target_` is a factory such as `build_segmentor`), then
-    start it from `model.init_from` (a segdil checkpoint) when set.
+    start it from `model.init_from` (see `start_from`) when set.
 
     `pretrained=False` skips `model.backbone.weights` and `model.init_from`: for a model whose
     weights come from its own checkpoint next (eval.py), those files need not exist any more.
@@ -47,7 +69,7 @@ def build_model(model_cfg: DictConfig, num_classes: int, pretrained: bool = True
             raise
         raise cause from None  # a bad value or a missing file: one line for the user, no traceback
     if pretrained and init_from:
-        init_from_checkpoint(model, load_checkpoint(init_from), f"model.init_from={init_from}")
+        start_from(model, str(init_from))
     return model
 
 

@@ -1,5 +1,6 @@
 """Dilated ResNet backbones (output stride 8, 16 or 32) built from torchvision's residual blocks,
-plain (DRN-A style) or with the degridding changes of Dilated Residual Networks (DRN-C, DRN-D).
+plain (torchvision's ResNet with strides replaced by dilation) or with the degridding changes of
+Dilated Residual Networks (DRN-C, DRN-D).
 
 torchvision's own ResNet cannot dilate BasicBlock (resnet18/34) and has no width multiplier,
 so the stage layout is assembled here from torchvision's `BasicBlock` / `Bottleneck`. Module
@@ -12,6 +13,12 @@ dilation, 2 then 1, without residual connections). Stage widths and block counts
 paper's: DRN-C-26 and DRN-D-22 are built on ResNet-18's stages, C-42 / D-38 on ResNet-34's.
 The four ResNet stages keep torchvision's names (`layer1` .. `layer4`); the new parts are
 `stem` and `layer5`, `layer6`.
+
+Where the first block of a dilated stage starts dilating differs between the two references,
+and both are kept: torchvision (`replace_stride_with_dilation`) gives that block's first 3x3
+conv the previous stage's dilation, DRN (fyu/drn `drn.py`, `new_level=False` for its levels 5
+and 6) gives it the stage's full dilation. fyu's DRN-A, a third convention (the whole first
+block undilated), is not built here.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import Conv2dNormActivation
 
 from segdil.errors import ConfigError
-from segdil.models.weights import load_matching
+from segdil.models.weights import is_weight_name, load_matching, torchvision_resnet_state
 
 # Blocks per stage, from He et al. 2016 (Table 1); 10 is the common reduced variant.
 STAGE_BLOCKS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
@@ -161,7 +168,8 @@ class DilatedResNet(nn.Module):
             planes = width * 2**index
             # A stage that would have downsampled (every stage but the first) dilates instead.
             stage_dilation = dilation * 2 if (stage_stride == 1 and index > 0) else dilation
-            stage = self._make_stage(block, in_channels, planes, num_blocks, stage_stride, dilation, stage_dilation)
+            first_dilation = dilation if arch == "resnet" else stage_dilation
+            stage = self._make_stage(block, in_channels, planes, num_blocks, stage_stride, first_dilation, stage_dilation)
             self.add_module(name, stage)
             in_channels, dilation, stride = planes * block.expansion, stage_dilation, stride * stage_stride
             self.feature_info[name] = FeatureInfo(in_channels, stride)
@@ -184,19 +192,20 @@ class DilatedResNet(nn.Module):
         planes: int,
         num_blocks: int,
         stride: int,
-        previous_dilation: int,
+        first_dilation: int,
         dilation: int,
     ) -> nn.Sequential:
+        """One residual stage whose 3x3 convs are dilated by `dilation`, except the stage's very
+        first 3x3 conv, dilated by `first_dilation` (the previous dilation for torchvision's
+        convention, `dilation` itself for DRN's)."""
         out_channels = planes * block.expansion
         blocks = [block(in_channels, planes, stride, _downsample(in_channels, out_channels, stride))]
         blocks += [block(out_channels, planes) for _ in range(1, num_blocks)]
-        # As in DRN / torchvision: the first block of a newly dilated stage still uses the
-        # previous dilation on its first 3x3 conv, which avoids an abrupt jump in spacing.
         for block_index, residual_block in enumerate(blocks):
             convs = _three_by_three_convs(residual_block)
             for conv_index, conv in enumerate(convs):
                 first = block_index == 0 and conv_index == 0
-                _set_dilation(conv, previous_dilation if first else dilation)
+                _set_dilation(conv, first_dilation if first else dilation)
         return nn.Sequential(*blocks)
 
     def _init_weights(self) -> None:
@@ -224,18 +233,22 @@ class DilatedResNet(nn.Module):
         features["out"] = x
         return features
 
-    def load_torchvision_weights(self, path: str | Path) -> None:
-        """Load an ImageNet state dict in torchvision's ResNet format.
+    def load_torchvision_weights(self, weights: str | Path) -> None:
+        """Load ImageNet weights in torchvision's ResNet format: a state-dict file, or one of
+        torchvision's weight names (IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT) for this depth.
 
         Tensors are matched by name and shape; the rest (torchvision's `fc`, DRN's stem and
         degridding levels, the first DRN block whose input width differs) is reported in one
         block and left as initialised.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"model.backbone.weights={path}: file not found")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        load_matching(self, state, f"model.backbone.weights={path}")
+        if is_weight_name(str(weights)):
+            state = torchvision_resnet_state(str(weights), self.depth)
+        else:
+            path = Path(weights)
+            if not path.is_file():
+                raise ConfigError(f"model.backbone.weights={path}: file not found (expected a state-dict file or one of torchvision's weight names, e.g. IMAGENET1K_V1)")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        load_matching(self, state, f"model.backbone.weights={weights}")
 
 
 def build_backbone(
@@ -246,7 +259,8 @@ def build_backbone(
     weights: str | None = None,
     num_stages: int = 4,
 ) -> DilatedResNet:
-    """A dilated ResNet, optionally initialised from a local torchvision-format state dict."""
+    """A dilated ResNet, optionally initialised from ImageNet weights: a torchvision-format state
+    dict file or a torchvision weight name (IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT)."""
     backbone = DilatedResNet(depth=depth, output_stride=output_stride, width=width, arch=arch, num_stages=num_stages)
     if weights:
         backbone.load_torchvision_weights(weights)

@@ -31,11 +31,14 @@ def _feature(feature_info: Mapping[str, FeatureInfo], name: str, key: str) -> Fe
 
 
 class FeatureHead(nn.Sequential):
-    """Layers applied in turn to one named backbone feature."""
+    """Layers applied in turn to one named backbone feature. `torchvision_model` names the
+    torchvision segmentation model whose classifier these layers are (`FCN`, `DeepLabV3`), so
+    that its published weights can be found by name (`model.init_from`)."""
 
-    def __init__(self, feature: str, *layers: nn.Module) -> None:
+    def __init__(self, feature: str, *layers: nn.Module, torchvision_model: str | None = None) -> None:
         super().__init__(*layers)
         self.feature = feature
+        self.torchvision_model = torchvision_model
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return super().forward(features[self.feature])
@@ -47,7 +50,7 @@ def fcn_head(
     """FCN head: torchvision's (3x3 conv to in/4, BN, ReLU, dropout 0.1, 1x1) or a bare 1x1."""
     channels = _feature(feature_info, feature, "model.head.feature").channels
     if hidden_conv:
-        return FeatureHead(feature, *TorchvisionFCNHead(channels, num_classes).children())
+        return FeatureHead(feature, *TorchvisionFCNHead(channels, num_classes).children(), torchvision_model="FCN")
     return FeatureHead(feature, nn.Conv2d(channels, num_classes, kernel_size=1))
 
 
@@ -71,7 +74,8 @@ def deeplabv3_head(
     """DeepLabv3 as torchvision builds it: ASPP (1x1, three 3x3 at `rates`, image pooling,
     1x1 projection to 256, dropout 0.5), then a 3x3 conv-BN-ReLU and the 1x1 classifier."""
     info = _feature(feature_info, feature, "model.head.feature")
-    return FeatureHead(feature, *DeepLabHead(info.channels, num_classes, atrous_rates(rates, info.stride)).children())
+    layers = DeepLabHead(info.channels, num_classes, atrous_rates(rates, info.stride)).children()
+    return FeatureHead(feature, *layers, torchvision_model="DeepLabV3")
 
 
 class DeepLabV3PlusHead(nn.Module):

@@ -3,7 +3,7 @@ size; `segdil.losses.SegmentationLoss` is the one place where its outputs become
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,9 +49,30 @@ class Segmentor(nn.Module):
         self.context = context
         self.aux_head = aux_head
         self.num_classes, self.context_placement, self.aux_weight = num_classes, context_placement, aux_weight
+        self.frozen: tuple[str, ...] = ()
         # torchvision's ASPP applies BatchNorm to the 1x1 output of its image-pooling branch:
         # in training mode that needs two samples or more (one value per channel cannot be normalised).
         self._needs_two_samples = any(isinstance(module, ASPPPooling) for module in self.modules())
+
+    def freeze(self, names: Sequence[str]) -> None:
+        """Stop training the named parts (`model.freeze`, e.g. [backbone] for a stage of a staged
+        schedule): their parameters get no gradient and they stay in eval mode, so that BatchNorm
+        statistics and dropout do not change either."""
+        parts = [name for name, _ in self.named_children()]
+        unknown = [name for name in names if name not in parts]
+        if unknown:
+            raise ConfigError(f"model.freeze={list(names)}: {unknown[0]!r} is not a part of this model; expected names from {parts}")
+        self.frozen = tuple(names)
+        for name in self.frozen:
+            getattr(self, name).requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Segmentor:
+        """nn.Module.train, except that frozen parts stay in eval mode."""
+        super().train(mode)
+        for name in self.frozen:
+            getattr(self, name).eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> Outputs:
         if self.training and self._needs_two_samples and images.shape[0] < 2:
@@ -90,6 +111,7 @@ def build_segmentor(
     context_placement: str = "scores",
     context_width: int | None = None,
     aux_weight: float = 0.0,
+    freeze: Sequence[str] = (),
     name: str = "",
 ) -> Segmentor:
     """Assemble a Segmentor; `head` and `context` are factories (Hydra `_partial_` configs)
@@ -97,7 +119,8 @@ def build_segmentor(
     of classes (the context module receives its channel count).
 
     `aux_weight > 0` adds torchvision's FCN head on `layer3` (used in training only) whose
-    cross-entropy is weighted by `aux_weight` in SegmentationLoss.
+    cross-entropy is weighted by `aux_weight` in SegmentationLoss. `freeze` names parts
+    (backbone, head, context, aux_head) that are not trained (see `Segmentor.freeze`).
     """
     if context_placement not in CONTEXT_PLACEMENTS:
         raise ConfigError(f"model.context_placement={context_placement!r}: expected one of {list(CONTEXT_PLACEMENTS)}")
@@ -124,5 +147,6 @@ def build_segmentor(
         aux_head,
         aux_weight,
     )
+    segmentor.freeze(freeze)
     segmentor.name = name
     return segmentor
