@@ -5,12 +5,14 @@ from omegaconf import DictConfig
 
 import segdil  # noqa: F401  (sets up the environment before albumentations is imported)
 from segdil.cli import run_dir, user_errors
+from segdil.engine.distributed import launch_rank
+from segdil.engine.run_lock import run_lock
 from segdil.engine.trainer import Trainer
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float:
-    with user_errors():
+    with user_errors(), run_lock(run_dir(), enabled=launch_rank() == 0):
         summary = Trainer(cfg, run_dir()).fit()
     return summary["best_mIoU"]
 

@@ -40,7 +40,8 @@ def trained(camvid: Path, tmp_path_factory) -> Path:
         f"hydra.run.dir={run_dir}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "label check: 367 of 367 train labels within 0..10 or 255" in result.stdout + result.stderr
+    checked = [line for line in (result.stdout + result.stderr).splitlines() if "pre-flight check of 367 of 367 train" in line]
+    assert len(checked) == 1 and "files whole, image and label sizes equal, labels within 0..10 or 255" in checked[0]
     return run_dir
 
 

@@ -1,8 +1,11 @@
 """Bad data gives one clear line naming the file: wrong root, image without label, label out of
-range, unreadable image; in the library, and through train.py without a traceback."""
+range, unreadable or truncated image, image and label sizes that differ; found by the pre-flight
+check before the first step (or left out with data.skip_bad=true), in the library and through
+train.py without a traceback."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +15,13 @@ from hydra.errors import InstantiationException
 from PIL import Image
 from test_end_to_end import _one_line_error, run
 from torch._utils import ExceptionWrapper
-from trees import camvid_mask, make_camvid, make_cityscapes
+from trees import camvid_mask, make_camvid, make_cityscapes, write_image
 
 from segdil.cli import one_line
 from segdil.data.checks import check_labels, indices_to_check
 from segdil.data.datasets import CamVid, Cityscapes, ImageMaskFolder, PascalVOC
 from segdil.data.loader import build_dataset, build_train_loader, collate
+from segdil.engine.trainer import Trainer
 from segdil.errors import ConfigError, DataError, user_error
 
 ROOTS = [
@@ -69,9 +73,12 @@ def test_out_of_range_labels_name_the_file_and_values(tmp_path: Path) -> None:
     bad[:4, :4], bad[-4:, -4:] = 12, 40  # 11 is CamVid's void; 12 and 40 mean nothing
     make_camvid(tmp_path, "train", {"a": camvid_mask(0), "b": bad, "c": camvid_mask(2)})
     dataset = CamVid(tmp_path, "train")
-    message = f"label {tmp_path}/trainannot/b.png holds values \\[12, 40\\] outside 0..10 \\(255 = ignore\\); 1 of 3"
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(DataError) as info:
         check_labels([dataset])
+    assert str(info.value) == (
+        f"1 of 3 checked train samples are bad: label {tmp_path}/trainannot/b.png holds values [12, 40] outside "
+        "0..10 (255 = ignore); fix or remove them, or set data.skip_bad=true to train without them"
+    )
     check_labels([dataset], sample=0)  # switched off
     check_labels([dataset], sample=2)  # an even sample of 2 of 3 reads the first and the last only
 
@@ -91,7 +98,8 @@ def test_unreadable_image_and_label_name_the_file(tmp_path: Path) -> None:
     dataset = CamVid(tmp_path, "train")
     with pytest.raises(DataError, match=f"cannot read image {tmp_path}/train/a.png: "):
         dataset.load(0)
-    with pytest.raises(DataError, match=f"cannot read label {tmp_path}/trainannot/b.png: "):
+    with pytest.raises(DataError, match=f"2 of 2 checked train samples are bad: cannot read image {tmp_path}/train/a.png: "
+                       f".*; cannot read label {tmp_path}/trainannot/b.png: "):
         check_labels([dataset])
 
 
@@ -146,6 +154,89 @@ def test_training_split_smaller_than_a_batch(tmp_path: Path) -> None:
         build_train_loader(CamVid(tmp_path, "train"), 4, 0, 0, torch.device("cpu"))
 
 
+# --- the pre-flight check: truncated files and sizes that differ ---------------------------
+
+
+def truncate(path: Path) -> None:
+    """Keep the first half of a file, as an interrupted copy or download leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def bad_camvid(root: Path) -> Path:
+    """CamVid train a..e and val v: b's image is truncated, c's image is 32x20 under a 32x24
+    label, d's label is truncated; a, e and v are fine."""
+    make_camvid(root, "train", {name: camvid_mask(k) for k, name in enumerate("abcde")})
+    make_camvid(root, "val", {"v": camvid_mask(9)})
+    truncate(root / "train/b.png")
+    write_image(root / "train/c.png", 2, (20, 32))
+    truncate(root / "trainannot/d.png")
+    return root
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_truncated_image_and_size_mismatch_stop_the_run_before_the_first_step(tmp_path: Path, compose, cache: bool) -> None:
+    """Through Trainer construction, train.py's own path; with dataset.cache=true too, whose
+    decoding of every frame must come after the check, not trip over the first bad file."""
+    root = bad_camvid(tmp_path / "camvid")
+    cfg = compose("train", ["dataset=camvid", f"dataset.root={root}", f"dataset.cache={cache}", *TINY_CAMVID])
+    with pytest.raises(DataError) as info:
+        Trainer(cfg, tmp_path / "run")
+    message = str(info.value)
+    assert message.startswith(f"3 of 5 checked train samples are bad: cannot read image {root}/train/b.png: ")
+    assert (
+        f"; label {root}/trainannot/c.png is 32x24 but its image {root}/train/c.png is 32x20; "
+        f"cannot read label {root}/trainannot/d.png: " in message
+    )
+    assert message.endswith("; fix or remove them, or set data.skip_bad=true to train without them")
+    assert "\n" not in message and "/a.png" not in message and "/e.png" not in message
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_the_error_names_the_first_three_and_counts_all(tmp_path: Path) -> None:
+    make_camvid(tmp_path, "train", {name: camvid_mask(k, (12,)) for k, name in enumerate("abcde")})
+    with pytest.raises(DataError) as info:
+        check_labels([CamVid(tmp_path, "train")])
+    message = str(info.value)
+    assert message.startswith("5 of 5 checked train samples are bad (the first 3 shown): label ")
+    assert "/a.png" in message and "/c.png" in message and "/d.png" not in message
+
+
+def test_truncated_jpeg_is_decoded_and_found(tmp_path: Path) -> None:
+    """PIL's verify does not read a JPEG's data; the check decodes formats other than PNG."""
+    (tmp_path / "train/masks").mkdir(parents=True)
+    for stem in ("a", "b"):
+        write_image(tmp_path / "train/images" / f"{stem}.jpg", 0)
+        Image.fromarray(np.zeros((24, 32), dtype=np.uint8)).save(tmp_path / "train/masks" / f"{stem}.png")
+    truncate(tmp_path / "train/images/b.jpg")
+    with pytest.raises(DataError, match=f"1 of 2 checked train samples are bad: cannot read image {tmp_path}/train/images/b.jpg: "):
+        check_labels([ImageMaskFolder(tmp_path, ["a", "b"])])
+
+
+def test_skip_bad_leaves_the_bad_samples_out_with_one_warning(tmp_path: Path, caplog) -> None:
+    root = bad_camvid(tmp_path)
+    dataset = CamVid(root, "train", cache=True)
+    with caplog.at_level(logging.WARNING, logger="segdil.data.checks"):
+        check_labels([dataset], skip_bad=True)
+    (warning,) = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warning.startswith("data.skip_bad=true: leaving out 3 bad train samples: cannot read image ")
+    assert all(f"/{name}.png" in warning for name in "bcd")
+    assert [path.name for path in dataset.images] == ["a.png", "e.png"] == [path.name for path in dataset.labels]
+    assert len(dataset.skipped) == 3 and dataset.skipped[1].startswith(f"label {root}/trainannot/c.png is 32x24")
+    build_train_loader(dataset, 2, 0, seed=0, device=torch.device("cpu"))  # decodes the two kept frames, no others
+    assert sorted(dataset.decoded) == [0, 1]
+    expected = [np.where(camvid_mask(k) == 11, 255, camvid_mask(k)) for k in (0, 4)]
+    assert sorted(m.tobytes() for m in expected) == sorted(dataset.decoded[i][1].tobytes() for i in (0, 1))
+
+
+def test_skip_bad_refuses_to_leave_nothing_and_wants_a_boolean(tmp_path: Path) -> None:
+    make_camvid(tmp_path, "train", {"a": camvid_mask(0, (12,))})
+    with pytest.raises(DataError, match="1 of 1 checked train samples are bad: .*; data.skip_bad=true would leave none"):
+        check_labels([CamVid(tmp_path, "train")], skip_bad=True)
+    with pytest.raises(ConfigError, match="data.skip_bad='yes': expected true or false"):
+        check_labels([CamVid(tmp_path, "train")], skip_bad="yes")
+
+
 # --- through train.py -----------------------------------------------------------------------
 
 
@@ -167,7 +258,7 @@ def test_train_stops_before_the_first_step_on_a_bad_label(tmp_path: Path) -> Non
     make_camvid(tmp_path / "camvid", "val", {"c": camvid_mask(2)})
     (line,) = train_errors(tmp_path / "camvid", tmp_path / "run")
     label = tmp_path / "camvid/trainannot/b.png"
-    assert f"error: label {label} holds values [13] outside 0..10 (255 = ignore); 1 of 2 checked train" in line
+    assert f"error: 1 of 2 checked train samples are bad: label {label} holds values [13] outside 0..10 (255 = ignore)" in line
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -176,5 +267,6 @@ def test_unreadable_image_in_a_loader_worker(tmp_path: Path) -> None:
     make_camvid(tmp_path / "camvid", "train", {"a": camvid_mask(0), "b": camvid_mask(1)})
     make_camvid(tmp_path / "camvid", "val", {"c": camvid_mask(2)})
     (tmp_path / "camvid/train/b.png").write_bytes(b"GIF89a broken")
-    (line,) = train_errors(tmp_path / "camvid", tmp_path / "run", "data.num_workers=1")
+    # With the pre-flight check off, the worker is the first to read the broken file.
+    (line,) = train_errors(tmp_path / "camvid", tmp_path / "run", "data.num_workers=1", "data.check_labels=0")
     assert f"error: cannot read image {tmp_path}/camvid/train/b.png: " in line

@@ -170,7 +170,9 @@ def test_cache_decodes_once_and_yields_the_same_samples(tmp_path: Path, compose)
     transform = build_transforms(cfg.aug)[0]
     plain = build_dataset(cfg.dataset, "train", transform)
     cached = build_dataset(OmegaConf.merge(cfg.dataset, {"cache": True}), "train", transform)
-    assert sorted(cached.decoded) == [0, 1, 2]  # build_dataset decoded them all up front
+    assert cached.decoded == {}  # nothing decoded before the pre-flight check has run
+    build_train_loader(cached, 1, 0, seed=0, device=torch.device("cpu"))
+    assert sorted(cached.decoded) == [0, 1, 2]  # the loader decoded them all up front
     first = cached.load_cached(1)
     assert cached.load_cached(1) is first and not first[0].flags.writeable  # kept read-only
     for index in range(3):

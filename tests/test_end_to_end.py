@@ -125,3 +125,12 @@ def test_a_run_logged_to_a_file_has_plain_progress_lines_and_no_carriage_returns
     assert "\r" not in output
     assert "measured step time" in output and "the 2 iterations left take about" in output
     assert "iter 13/14 (93%)" in output
+
+
+@pytest.mark.parametrize("override", ["data.batch_size=-2", "data.batch_size=0", "trainer.max_iters=abc"])
+def test_bad_numbers_exit_2_with_one_line(tmp_path: Path, override: str) -> None:
+    result = run("train.py", override, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    output = _one_line_error(result)
+    errors = [line for line in output.splitlines() if "error:" in line]
+    assert len(errors) == 1 and override.split("=")[0] in errors[0] and "expected a whole number >= 1" in errors[0]

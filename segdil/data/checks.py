@@ -1,5 +1,6 @@
-"""Pre-flight label check: find labels outside [0, num_classes) before the first training step,
-instead of a crash deep inside the loss (or, on a GPU, a silent wrong result)."""
+"""Pre-flight data check: find unreadable or truncated files, images whose label has another
+size, and labels outside [0, num_classes) before the first training step, instead of a crash
+hours into the run (or, for labels on a GPU, a silent wrong result)."""
 
 from __future__ import annotations
 
@@ -14,44 +15,75 @@ from segdil.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+SHOWN = 3  # bad samples named in the error line; its count covers them all
+
 
 def indices_to_check(length: int, sample: int | str) -> np.ndarray:
-    """`all` (every label), 0 (none) or N evenly spaced labels: an even spread covers every
+    """`all` (every sample), 0 (none) or N evenly spaced samples: an even spread covers every
     sequence or city of a sorted split and is the same on every run."""
     if sample == "all":
         return np.arange(length)
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
-        raise ConfigError(f"data.check_labels={sample!r}: expected all, 0 (off) or a number of labels per split")
+        raise ConfigError(f"data.check_labels={sample!r}: expected all, 0 (off) or a number of samples per split")
     if sample >= length:
         return np.arange(length)
     return np.unique(np.linspace(0, length - 1, sample).round().astype(np.int64))
 
 
-def check_labels(datasets: Iterable[SegmentationDataset], sample: int | str = "all") -> None:
-    """Read the labels chosen by `sample` in each dataset; raise a DataError naming the first
-    file that holds values outside [0, num_classes) other than 255, and those values."""
+def sample_problem(dataset: SegmentationDataset, index: int, allowed: np.ndarray) -> str | None:
+    """What is wrong with sample `index`, naming its file (unreadable or truncated, image and
+    label sizes differ, label values that are no class), or None when it is fine."""
+    try:
+        mask = dataset.checked_mask(index)
+    except DataError as error:
+        return str(error)
+    present = np.bincount(mask.ravel(), minlength=256) > 0
+    outside = np.flatnonzero(present & ~allowed).tolist()
+    if outside:
+        return f"label {dataset.describe(index)} holds values {outside} outside 0..{dataset.num_classes - 1} (255 = ignore)"
+    return None
+
+
+def bad_samples_error(split: str, problems: list[str], checked: int, advice: str) -> DataError:
+    """One line: how many of the checked samples are bad, the first SHOWN of them, and `advice`."""
+    first = f" (the first {SHOWN} shown)" if len(problems) > SHOWN else ""
+    listed = "; ".join(problems[:SHOWN])
+    return DataError(f"{len(problems)} of {checked} checked {split} samples are bad{first}: {listed}; {advice}")
+
+
+def check_labels(datasets: Iterable[SegmentationDataset], sample: int | str = "all", skip_bad: bool = False) -> None:
+    """Check the samples chosen by `sample` in each dataset: the label decodes and holds class
+    ids or 255 only, the image file is whole and has the label's size. Bad samples raise one
+    DataError; with `skip_bad` they are logged in one warning per split and left out of the
+    dataset instead, their problems kept in `dataset.skipped` (unless none would be left)."""
+    if not isinstance(skip_bad, bool):
+        raise ConfigError(f"data.skip_bad={skip_bad!r}: expected true or false")
     for dataset in datasets:
-        start = time.perf_counter()
-        indices = indices_to_check(len(dataset), sample)
+        start, total = time.perf_counter(), len(dataset)
+        indices = indices_to_check(total, sample)
         allowed = np.zeros(256, dtype=bool)
         allowed[: dataset.num_classes] = allowed[IGNORE_INDEX] = True
-        bad = []
-        for index in indices:
-            present = np.bincount(dataset.load_mask(int(index)).ravel(), minlength=256) > 0
-            if (present & ~allowed).any():
-                bad.append((int(index), np.flatnonzero(present & ~allowed).tolist()))
+        found = {int(index): sample_problem(dataset, int(index), allowed) for index in indices}
+        bad = {index: problem for index, problem in found.items() if problem is not None}
+        if bad and not skip_bad:
+            advice = "fix or remove them, or set data.skip_bad=true to train without them"
+            raise bad_samples_error(dataset.split, list(bad.values()), len(indices), advice)
+        if bad and len(bad) == total:
+            raise bad_samples_error(dataset.split, list(bad.values()), len(indices), "data.skip_bad=true would leave none")
         if bad:
-            index, values = bad[0]
-            raise DataError(
-                f"label {dataset.describe(index)} holds values {values} outside 0..{dataset.num_classes - 1} "
-                f"(255 = ignore); {len(bad)} of {len(indices)} checked {dataset.split} labels are affected"
-            )
+            log.warning("data.skip_bad=true: leaving out %d bad %s samples: %s", len(bad), dataset.split, "; ".join(bad.values()))
+            dataset.exclude(sorted(bad))
+            dataset.skipped = list(bad.values())
         if len(indices):
+            seconds = time.perf_counter() - start
             log.info(
-                "label check: %d of %d %s labels within 0..%d or 255 (%.1f s)",
+                "pre-flight check of %d of %d %s samples (%.1f s, %.0f/s): files whole, image and label sizes equal, "
+                "labels within 0..%d or 255%s",
                 len(indices),
-                len(dataset),
+                total,
                 dataset.split,
+                seconds,
+                len(indices) / max(seconds, 1e-9),
                 dataset.num_classes - 1,
-                time.perf_counter() - start,
+                f"; {len(bad)} bad ones left out" if bad else "",
             )

@@ -10,7 +10,8 @@ ours: a few lines per layout, and every problem is a DataError naming the file a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,27 +38,40 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
+@contextmanager
+def pil_errors(kind: str, path: Path) -> Iterator[None]:
+    """What PIL raises for a bad file becomes a DataError: `cannot read <kind> <path>: <reason>`."""
+    try:
+        yield
+    except _PIL_ERRORS as error:
+        raise DataError(f"cannot read {kind} {path}: {error}") from None
+
+
 def read_image(path: Path) -> np.ndarray:
     """RGB uint8 HxWx3 (grey and palette images are converted), or a DataError naming the file."""
-    try:
-        with Image.open(path) as image:
-            return np.array(image if image.mode == "RGB" else image.convert("RGB"))
-    except _PIL_ERRORS as error:
-        raise DataError(f"cannot read image {path}: {error}") from None
+    with pil_errors("image", path), Image.open(path) as image:
+        return np.array(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+def verified_image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file known to be whole, without decoding a PNG: PIL's verify
+    reads every chunk and its checksum, which finds truncation and corruption at a small part
+    of a decode's cost. Other formats are decoded (verify does not read a JPEG's data)."""
+    with pil_errors("image", path), Image.open(path) as image:
+        if image.format == "PNG":
+            image.verify()
+        else:
+            image.load()
+        return image.size
 
 
 def read_label(path: Path) -> np.ndarray:
     """uint8 HxW class indices from a one-channel (L) or palette (P) image; the palette is not
     applied, the index is the class."""
-    try:
-        with Image.open(path) as label:
-            if label.mode not in ("L", "P"):
-                raise DataError(
-                    f"label {path} has mode {label.mode}: expected one channel of class indices (mode L or P)"
-                )
-            return np.array(label)
-    except _PIL_ERRORS as error:
-        raise DataError(f"cannot read label {path}: {error}") from None
+    with pil_errors("label", path), Image.open(path) as label:
+        if label.mode not in ("L", "P"):
+            raise DataError(f"label {path} has mode {label.mode}: expected one channel of class indices (mode L or P)")
+        return np.array(label)
 
 
 def write_label(path: Path, mask: np.ndarray, palette: Sequence[RGB]) -> None:
@@ -143,12 +157,30 @@ class FileDataset(SegmentationDataset):
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image, mask = read_image(self.images[index]), self.load_mask(index)
-        if image.shape[:2] != mask.shape:
+        self._check_size(index, (image.shape[1], image.shape[0]), mask)
+        return image, mask
+
+    def checked_mask(self, index: int) -> np.ndarray:
+        mask = self.load_mask(index)
+        self._check_size(index, verified_image_size(self.images[index]), mask)
+        return mask
+
+    def _check_size(self, index: int, image_size: tuple[int, int], mask: np.ndarray) -> None:
+        """A DataError naming both files unless the image (width, height) matches the mask."""
+        width, height = image_size
+        if mask.shape != (height, width):
             raise DataError(
                 f"label {self.labels[index]} is {mask.shape[1]}x{mask.shape[0]} but its image "
-                f"{self.images[index]} is {image.shape[1]}x{image.shape[0]}"
+                f"{self.images[index]} is {width}x{height}"
             )
-        return image, mask
+
+    def exclude(self, indices: Sequence[int]) -> None:
+        dropped = set(indices)
+        kept = [index for index in range(len(self)) if index not in dropped]
+        self.images = [self.images[index] for index in kept]
+        self.labels = [self.labels[index] for index in kept]
+        if self.decoded is not None:
+            self.decoded = {new: self.decoded[old] for new, old in enumerate(kept) if old in self.decoded}
 
 
 class PascalVOC(FileDataset):

@@ -20,13 +20,11 @@ SPLIT_KEYS = ("split", "train_split", "val_split")
 
 def build_dataset(dataset_cfg: DictConfig, split: str, transform: Transform | None) -> SegmentationDataset:
     """Instantiate the dataset class named by `_target_` for one split. A required key left
-    unset (`???`) raises MissingMandatoryValue with its full name, e.g. dataset.class_names."""
+    unset (`???`) raises MissingMandatoryValue with its full name, e.g. dataset.class_names.
+    A cached dataset is decoded when its loader is built, after the pre-flight check."""
     values = OmegaConf.to_container(dataset_cfg, resolve=True, throw_on_missing=True)
     class_args = {key: value for key, value in values.items() if key not in SPLIT_KEYS}
-    dataset = instantiate(class_args, split=split, transform=transform, _convert_="all")
-    if dataset.decoded is not None:  # dataset.cache=true
-        dataset.preload()
-    return dataset
+    return instantiate(class_args, split=split, transform=transform, _convert_="all")
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -82,6 +80,7 @@ def build_train_loader(
             f"the {dataset.split} split has {len(dataset)} images, fewer than one batch of {batch_size} "
             f"x {world_size} process(es) (training drops incomplete batches): lower data.batch_size"
         )
+    dataset.preload()
     sampler = EpochSampler(len(dataset), batch_size, seed, rank, world_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **_loader_options(num_workers, device))
 
@@ -95,5 +94,7 @@ def build_eval_loader(
     world_size: int = 1,
 ) -> DataLoader:
     """Every image exactly once over all ranks (rank r takes r, r + world_size, ...), in order."""
+    if isinstance(dataset, SegmentationDataset):  # a Subset (the benchmarks' slices) decodes lazily
+        dataset.preload()
     shard = dataset if world_size == 1 else Subset(dataset, range(rank, len(dataset), world_size))
     return DataLoader(shard, batch_size=batch_size, shuffle=False, **_loader_options(num_workers, device))

@@ -42,8 +42,9 @@ class SyntheticShapes(SegmentationDataset):
         seed: int = 0,
         shapes_per_image: tuple[int, int] = (3, 6),
         noise_std: float = 18.0,
+        cache: bool = False,
     ) -> None:
-        super().__init__(split, transform)
+        super().__init__(split, transform, cache)
         lengths = dict(lengths or {"train": 2000, "val": 200, "test": 200})
         if split not in SPLIT_CODES or split not in lengths:
             raise ConfigError(f"dataset.split={split!r}: expected one of {sorted(lengths)}")

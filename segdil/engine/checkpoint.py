@@ -19,12 +19,30 @@ VERSION = 1
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` so that `path` always holds either the old or the new file, never a torn one.
-
-    Temp file in the same folder, flush, fsync, os.replace, then fsync the folder so the rename
-    itself survives a power cut.
-    """
+    """Write `state` so that `path` always holds either the old or the new file, never a torn one;
+    a failed write (disk full, quota, I/O error) is one CheckpointError and the old file stays."""
     path = Path(path)
+    try:
+        _write_atomically(path, state)
+    except Exception as error:
+        cause = os_error(error)
+        if cause is None:
+            raise
+        previous = "the previous one is intact" if path.is_file() else "there was no previous one"
+        raise CheckpointError(f"cannot write checkpoint {path}: {cause.strerror or cause}; {previous}") from error
+
+
+def os_error(error: BaseException | None) -> OSError | None:
+    """The OSError behind `error`, if any: torch.save turns a failed write of its zip archive
+    into a RuntimeError raised while handling the OSError, which stays as its context."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def _write_atomically(path: Path, state: dict[str, Any]) -> None:
+    """Temp file in the same folder, flush, fsync, os.replace, then fsync the folder so the rename
+    itself survives a power cut; the temp file is removed if anything fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, "version": VERSION, **state}
     descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -44,20 +62,28 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         os.close(directory)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a segdil checkpoint with `weights_only=True`; anything else is a CheckpointError."""
+def read_weights_file(path: str | Path, key: str, expected: str) -> Any:
+    """`torch.load(weights_only=True)` of a file named by config key `key`; a missing or
+    unreadable file is one CheckpointError naming the key, the path and `expected`."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint={path}: no such file (expected a .pt written by train.py)")
+        raise CheckpointError(f"{key}={path}: no such file ({expected})")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for foreign or corrupt files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(
-            f"checkpoint={path}: not a segdil checkpoint (torch.load failed: {reason}); "
-            "expected a .pt file written by train.py"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{key}={path}: torch.load failed ({reason}); {expected}") from None
+
+
+def is_checkpoint(state: Any) -> bool:
+    """Whether a loaded file is a segdil checkpoint (as save_checkpoint writes them)."""
+    return isinstance(state, dict) and state.get("format") == FORMAT
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a segdil checkpoint with `weights_only=True`; anything else is a CheckpointError."""
+    state = read_weights_file(path, "checkpoint", "expected a segdil checkpoint, a .pt file written by train.py")
+    if not is_checkpoint(state):
         raise CheckpointError(
             f"checkpoint={path}: not a segdil checkpoint (expected a dict with format={FORMAT!r}, "
             "as written by train.py)"

@@ -6,11 +6,23 @@ same code path serves one process and many (on one node or several).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from segdil.errors import ConfigError
+
+# How long a collective waits for the other processes before it fails (seconds). A process that
+# died or hangs makes the others raise after this long instead of waiting forever (torch's own
+# default is 30 min for gloo, 10 for nccl). It must exceed the longest stretch one rank works
+# alone while the others wait: rank 0's pre-flight data check, its validation panels, a
+# checkpoint save. Override with SEGDIL_DIST_TIMEOUT_S=SECONDS.
+TIMEOUT_ENV = "SEGDIL_DIST_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -32,15 +44,33 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def launch_rank() -> int:
+    """This process's global rank as torchrun set it (0 without torchrun), before any process group."""
+    return int(os.environ.get("RANK", 0))
+
+
+def dist_timeout() -> timedelta:
+    """The collective timeout: SEGDIL_DIST_TIMEOUT_S seconds, or DEFAULT_TIMEOUT_S."""
+    text = os.environ.get(TIMEOUT_ENV, str(DEFAULT_TIMEOUT_S))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ConfigError(f"{TIMEOUT_ENV}={text!r}: expected a number of seconds > 0 (default {DEFAULT_TIMEOUT_S:g})")
+    return timedelta(seconds=seconds)
+
+
 def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group when started by torchrun (gloo on CPU, nccl on CUDA)."""
+    """Join the process group when started by torchrun (gloo on CPU, nccl on CUDA), with
+    `dist_timeout()` so that a lost process stops the others instead of hanging them."""
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
     if device.type == "cuda":
         torch.cuda.set_device(info.local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=dist_timeout())
     return info
 
 

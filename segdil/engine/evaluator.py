@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from segdil.config_checks import EVAL_KEYS, check_values
 from segdil.data.base import IGNORE_INDEX
 from segdil.data.loader import build_dataset, build_eval_loader
 from segdil.engine.builders import build_transforms, resolve_device, restore_model
@@ -81,6 +82,7 @@ def peak_memory_mib(device: torch.device) -> float:
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     """eval.py's work: rebuild the model from the checkpoint's own config, evaluate
     `cfg.dataset.split`, print the table, write `metrics.json` (and predictions when asked)."""
+    check_values(cfg, EVAL_KEYS)
     device = resolve_device(cfg.device)
     model, checkpoint, _ = restore_model(cfg.checkpoint, device)
     class_names = list(checkpoint["class_names"])

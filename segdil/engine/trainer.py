@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from segdil.config_checks import TRAIN_KEYS, check_values
 from segdil.data.checks import check_labels
 from segdil.data.labels import voc_colormap
 from segdil.data.loader import build_dataset, build_eval_loader, build_train_loader
@@ -75,6 +76,7 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
         self.cfg = cfg
+        check_values(cfg, TRAIN_KEYS)
         tc = cfg.trainer
         self.run_dir = run_dir
         self.checkpoint_dir = run_dir / "checkpoints"
@@ -86,14 +88,12 @@ class Trainer:
         seed_everything(cfg.seed)
         if tc.deterministic:
             torch.use_deterministic_algorithms(True)
-        if tc.accumulate < 1:
-            raise ConfigError(f"trainer.accumulate={tc.accumulate}: expected an integer >= 1")
 
         train_transform, val_transform = build_transforms(cfg.aug)
         self.train_set = build_dataset(cfg.dataset, cfg.dataset.train_split, train_transform)
         self.val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, val_transform)
-        if self.dist.is_main:
-            check_labels((self.train_set, self.val_set), cfg.data.check_labels)
+        if self.dist.is_main or cfg.data.skip_bad:  # leaving samples out must happen on every rank alike
+            check_labels((self.train_set, self.val_set), cfg.data.check_labels, cfg.data.skip_bad)
         self.class_names = list(self.train_set.class_names)
         self.palette = self.train_set.palette or voc_colormap(len(self.class_names))
         rank, world = self.dist.rank, self.dist.world_size
@@ -217,6 +217,8 @@ class Trainer:
             "history": self.history,
             "final": final,
             "interrupted": interrupted,
+            "skipped_samples": len(self.train_set.skipped) + len(self.val_set.skipped),
+            "skipped": {"train": self.train_set.skipped, "val": self.val_set.skipped},
             "run_dir": str(self.run_dir),
         }
         if self.dist.is_main:
