@@ -107,3 +107,19 @@ def test_the_other_rank_fails_within_the_timeout(stop: signal.Signals) -> None:
     else:
         assert seconds < TIMEOUT_S, output
     assert waited < TIMEOUT_S + 15
+
+
+def test_cuda_launches_use_nccl_with_one_gpu_per_local_rank(two_ranks, monkeypatch) -> None:
+    devices: list[int] = []
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(distributed.torch.cuda, "set_device", devices.append)
+    info = distributed.init_distributed(torch.device("cuda"))
+    assert two_ranks[-1]["backend"] == "nccl" and devices == [1]
+    assert distributed.local_device(torch.device("cuda"), info) == torch.device("cuda", 1)
+    assert distributed.local_device(torch.device("cpu"), info) == torch.device("cpu")
+
+
+def test_a_one_process_torchrun_launch_joins_a_process_group(two_ranks, monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    info = distributed.init_distributed(torch.device("cpu"))
+    assert two_ranks and two_ranks[-1]["backend"] == "gloo" and not info.enabled

@@ -167,3 +167,35 @@ def test_ema_decay_out_of_range_and_resume_without_ema_are_config_errors(compose
     make_trainer(compose, tmp_path / "plain", "trainer.max_iters=1").fit()
     with pytest.raises(ConfigError, match="trained without an EMA"):
         make_trainer(compose, tmp_path / "plain", "trainer.ema_decay=0.9", "trainer.resume=auto")
+
+
+def test_cudnn_benchmark_is_on_for_cuda_unless_deterministic() -> None:
+    from segdil.engine.trainer import cudnn_benchmark
+    from segdil.errors import ConfigError
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert cudnn_benchmark(None, False, cuda) and not cudnn_benchmark(None, True, cuda) and not cudnn_benchmark(None, False, cpu)
+    assert not cudnn_benchmark(False, False, cuda) and cudnn_benchmark(True, False, cpu)
+    with pytest.raises(ConfigError, match="cudnn_benchmark=true contradicts trainer.deterministic=true"):
+        cudnn_benchmark(True, True, cuda)
+
+
+def test_an_overflowed_float16_step_is_skipped_and_not_counted_as_progress(compose, tmp_path) -> None:
+    """torch's GradScaler also runs on the CPU: with an infinite gradient in the 2nd step it skips
+    that optimizer step and halves its scale; the trainer then takes 3 more real steps, its
+    schedule steps 3 times, and the checkpoint carries the scaler's state and the count."""
+    trainer = make_trainer(compose, tmp_path, "trainer.max_iters=3")
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=True)
+    calls = {"n": 0}
+
+    def poison_second_step(grad: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return grad * float("inf") if calls["n"] == 2 else grad
+
+    parameter = next(trainer.model.parameters())
+    parameter.register_hook(poison_second_step)
+    summary = trainer.fit()
+    assert summary["iterations"] == 3 and summary["skipped_steps"] == 1 and calls["n"] == 4
+    assert trainer.scheduler.last_epoch == 3
+    state = load_checkpoint(tmp_path / "checkpoints/last.pt")
+    assert state["skipped_steps"] == 1 and state["scaler"]["scale"] == 512.0

@@ -6,6 +6,7 @@ same code path serves one process and many (on one node or several).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ import torch
 import torch.distributed as dist
 
 from segdil.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # How long a collective waits for the other processes before it fails (seconds). A process that
 # died or hangs makes the others raise after this long instead of waiting forever (torch's own
@@ -62,15 +65,18 @@ def dist_timeout() -> timedelta:
 
 
 def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group when started by torchrun (gloo on CPU, nccl on CUDA), with
-    `dist_timeout()` so that a lost process stops the others instead of hanging them."""
-    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+    """Join the process group when started by torchrun (gloo on CPU, nccl on CUDA, one GPU per
+    local rank), with `dist_timeout()` so that a lost process stops the others instead of hanging
+    them. A 1-process launch joins too, so that it exercises the same backend as a large one."""
+    if not launched_by_torchrun():
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
     if device.type == "cuda":
         torch.cuda.set_device(info.local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=dist_timeout())
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=dist_timeout())
+        log.info("process group: %s, rank %d of %d, local rank %d", backend, info.rank, info.world_size, info.local_rank)
     return info
 
 

@@ -39,9 +39,10 @@ from segdil.engine.checkpoint import (
     save_checkpoint,
 )
 from segdil.engine.distributed import all_reduce_sum, cleanup, init_distributed, local_device
-from segdil.engine.evaluator import evaluate
+from segdil.engine.evaluator import evaluate, peak_memory_mib
 from segdil.engine.inference import Predictor
 from segdil.engine.precision import autocast_factory, grad_scaler
+from segdil.engine.profiler import step_profiler
 from segdil.engine.tb import RunLogger, prediction_panels
 from segdil.errors import ConfigError, TrainingError
 from segdil.metrics import SegmentationMetrics, format_table
@@ -49,6 +50,20 @@ from segdil.models.summary import log_model_summary
 from segdil.progress import ProgressLog, on_terminal, progress_bar
 
 log = logging.getLogger(__name__)
+
+# float16 overflows tolerated over a run before it is called divergent: the GradScaler halves
+# its scale at each, so a healthy run needs a few dozen at most.
+MAX_SKIPPED_STEPS = 1000
+
+
+def cudnn_benchmark(setting: bool | None, deterministic: bool, device: torch.device) -> bool:
+    """trainer.cudnn_benchmark: null means on for CUDA (cuDNN times its algorithms for each input
+    shape once, then runs the fastest) unless trainer.deterministic, where it must stay off."""
+    if setting is None:
+        return device.type == "cuda" and not deterministic
+    if setting and deterministic:
+        raise ConfigError("trainer.cudnn_benchmark=true contradicts trainer.deterministic=true: cuDNN's benchmark picks algorithms by timing")
+    return bool(setting)
 
 
 def seed_everything(seed: int) -> None:
@@ -88,6 +103,7 @@ class Trainer:
         seed_everything(cfg.seed)
         if tc.deterministic:
             torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = cudnn_benchmark(tc.get("cudnn_benchmark"), tc.deterministic, self.device)
 
         train_transform, val_transform = build_transforms(cfg.aug)
         self.train_set = build_dataset(cfg.dataset, cfg.dataset.train_split, train_transform)
@@ -99,7 +115,7 @@ class Trainer:
         rank, world = self.dist.rank, self.dist.world_size
         data = cfg.data
         self.train_loader = build_train_loader(
-            self.train_set, data.batch_size, data.num_workers, cfg.seed, self.device, rank, world
+            self.train_set, data.batch_size, data.num_workers, cfg.seed, self.device, rank, world, data.train_limit
         )
         self.val_loader = build_eval_loader(self.val_set, data.val_batch_size, data.num_workers, self.device, rank, world)
 
@@ -122,6 +138,7 @@ class Trainer:
         self.scaler = grad_scaler(tc.precision, self.device)
         self.criterion = build_loss(cfg.loss, self.train_set, getattr(self.model, "aux_weight", 0.0)).to(self.device)
         self.iteration = 0
+        self.skipped_steps = 0  # optimizer steps the fp16 GradScaler skipped (gradients overflowed)
         self.best_miou = float("-inf")
         # Time to accuracy: wall-clock seconds of training before this call (a resumed run goes on
         # counting), and one entry per validation with the minutes it was reached at.
@@ -166,16 +183,19 @@ class Trainer:
         )
         with stop_requests() as stop, logging_redirect_tqdm(), progress_bar(
             initial=self.iteration, total=tc.max_iters, desc="train", enabled=shows_progress
-        ) as bar:
+        ) as bar, step_profiler(self.run_dir, tc.profile_steps if self.dist.is_main else 0, self.device) as profiler_step:
             while self.iteration < target:
                 step_start = time.perf_counter()
-                loss, images, wait = self._train_step(batches)
+                loss, images, wait, stepped = self._train_step(batches)
                 step_seconds = time.perf_counter() - step_start
+                if not stepped:
+                    continue
                 for sums in (window, steps):
                     sums["images"] += images * self.dist.world_size
                     sums["seconds"] += step_seconds
                     sums["wait"] += wait
                 bar.update(1)
+                profiler_step()
                 if self.dist.is_main:
                     progress.step(self.iteration, step_seconds, loss, steps["images"] / steps["seconds"])
                 last = self.iteration == tc.max_iters
@@ -217,6 +237,8 @@ class Trainer:
             "history": self.history,
             "final": final,
             "interrupted": interrupted,
+            "skipped_steps": self.skipped_steps,
+            "peak_memory_mib": round(peak_memory_mib(self.device), 1),
             "skipped_samples": len(self.train_set.skipped) + len(self.val_set.skipped),
             "skipped": {"train": self.train_set.skipped, "val": self.val_set.skipped},
             "run_dir": str(self.run_dir),
@@ -241,15 +263,16 @@ class Trainer:
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Micro-batches for ever, epoch after epoch, starting where `self.iteration` left off."""
         sampler = self.train_loader.sampler
-        consumed = self.iteration * self.cfg.trainer.accumulate
+        consumed = (self.iteration + self.skipped_steps) * self.cfg.trainer.accumulate
         epoch, start_batch = divmod(consumed, sampler.batches_per_epoch)
         while True:
             sampler.set_epoch(epoch, start_batch)
             yield from self.train_loader
             epoch, start_batch = epoch + 1, 0
 
-    def _train_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int, float]:
-        """One optimizer step; returns (mean loss, images seen by this process, seconds waiting for data)."""
+    def _train_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int, float, bool]:
+        """One optimizer step; returns (mean loss, images seen by this process, seconds waiting for
+        data, whether the step was taken: False when float16 gradients overflowed)."""
         tc = self.cfg.trainer
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -274,13 +297,17 @@ class Trainer:
         if tc.grad_clip:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if scale is not None and self.scaler.get_scale() < scale:
+            self._count_skipped_step()
+            return total_loss, images_seen, waited, False
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.iteration += 1
-        return total_loss, images_seen, waited
+        return total_loss, images_seen, waited, True
 
     def _build_ema(self, decay: float | None) -> AveragedModel | None:
         """An exponential moving average of the weights and BatchNorm statistics (torch's
@@ -296,9 +323,20 @@ class Trainer:
         """The weights that are validated and deployed: the EMA when trainer.ema_decay is set."""
         return self.model if self.ema is None else self.ema.module
 
+    def _count_skipped_step(self) -> None:
+        """float16 gradients overflowed: the GradScaler skipped the optimizer step and lowered its
+        scale. The step is no progress (no iteration, no schedule or EMA step); it is counted."""
+        self.skipped_steps += 1
+        log.warning("iteration %d: float16 gradients overflowed, step skipped (loss scale now %g)", self.iteration + 1, self.scaler.get_scale())
+        if self.skipped_steps > MAX_SKIPPED_STEPS:
+            raise TrainingError(
+                f"{self.skipped_steps} optimizer steps skipped for float16 overflow by iteration {self.iteration}: "
+                "the loss diverges (lower optim.lr, or train with trainer.precision=bf16 or 32)"
+            )
+
     def _agreed_stop(self, stop: list[int]) -> bool:
         """All processes stop at the same iteration if any of them was signalled."""
-        flag = torch.tensor([1 if stop else 0])
+        flag = torch.tensor([1 if stop else 0], device=self.device)  # nccl reduces CUDA tensors only
         if self.dist.enabled:
             all_reduce_sum(flag)
         return bool(flag.item())
@@ -351,6 +389,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
+            "skipped_steps": self.skipped_steps,
             "best_miou": self.best_miou,
             "train_seconds": self._train_seconds(),
             "history": self.history,
@@ -389,6 +428,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.best_miou = state["iteration"], state["best_miou"]
+        self.skipped_steps = state.get("skipped_steps", 0)
         # Checkpoints written before time-to-accuracy logging have no clock: it restarts at 0.
         self.seconds_before = state.get("train_seconds", 0.0)
         self.history = list(state.get("history", []))
