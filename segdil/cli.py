@@ -73,6 +73,26 @@ def user_errors() -> Iterator[None]:
         sys.exit(2)
 
 
+def group_choices(configs: Path, group: str) -> list[str]:
+    """The options of a config group: the YAML files in `configs/<group>/`."""
+    return sorted(path.stem for path in (configs / group).glob("*.yaml"))
+
+
+def check_group_choices(arguments: list[str], configs: Path) -> None:
+    """For each `group=name` override (or `group=a,b` in a multirun) naming an option that
+    `configs/<group>/` does not have, print one line with the group's choices and exit 2;
+    Hydra's own message for it is a dump of its search path."""
+    for argument in arguments:
+        key, is_assignment, value = argument.lstrip("+").partition("=")
+        if not is_assignment or not value or value == "null" or not (configs / key).is_dir():
+            continue
+        choices = group_choices(configs, key)
+        unknown = [name for name in value.split(",") if name not in choices]
+        if unknown:
+            log.error("error: %s=%s: no such option of %s; the choices are %s", key, unknown[0], key, ", ".join(choices))
+            sys.exit(2)
+
+
 def publish(table: str, result: dict, output: str | Path) -> None:
     """A benchmark's ending: print its table, write its JSON result to `output`."""
     print(table)

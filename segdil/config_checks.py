@@ -58,6 +58,8 @@ TRAIN_KEYS: dict[str, tuple[Check, str]] = {
     "data.batch_size": _whole(1),
     "data.val_batch_size": _whole(1),
     "data.num_workers": _whole(0),
+    "data.train_limit": _whole(1),
+    "trainer.profile_steps": _whole(0),
     "trainer.max_iters": _whole(1),
     "trainer.val_every": _whole(1),
     "trainer.ckpt_every": _whole(1),

@@ -87,14 +87,18 @@ def _one_line_error(result: subprocess.CompletedProcess) -> str:
     return result.stderr + result.stdout
 
 
-def test_unknown_model_name(tmp_path: Path) -> None:
-    output = _one_line_error(run("train.py", "model=resnet9000", f"hydra.run.dir={tmp_path}"))
-    assert "resnet9000" in output and "dilated_resnet18_context" in output  # lists the choices
-
-
-def test_unknown_dataset_name(tmp_path: Path) -> None:
-    output = _one_line_error(run("train.py", "dataset=imagenet", f"hydra.run.dir={tmp_path}"))
-    assert "imagenet" in output and "synthetic" in output
+@pytest.mark.parametrize(
+    ("script", "override", "choice"),
+    [("train.py", "model=resnet9000", "dilated_resnet18_context"), ("train.py", "dataset=imagenet", "synthetic"),
+     ("eval.py", "dataset=imagenet", "camvid")],
+)
+def test_an_unknown_group_option_is_one_line_listing_the_choices(tmp_path: Path, script: str, override: str, choice: str) -> None:
+    result = run(script, override, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    output = _one_line_error(result).strip()
+    group, name = override.split("=")
+    assert output.startswith(f"error: {override}: no such option of {group}; the choices are ") and "\n" not in output
+    assert choice in output.split("the choices are ")[1].split(", ")
 
 
 def test_missing_checkpoint(tmp_path: Path) -> None:
@@ -134,3 +138,13 @@ def test_bad_numbers_exit_2_with_one_line(tmp_path: Path, override: str) -> None
     output = _one_line_error(result)
     errors = [line for line in output.splitlines() if "error:" in line]
     assert len(errors) == 1 and override.split("=")[0] in errors[0] and "expected a whole number >= 1" in errors[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the script runs for real: bash scripts/gpu_check.sh")
+def test_gpu_check_reports_every_check_as_skipped_without_cuda() -> None:
+    result = subprocess.run(["bash", str(REPO / "scripts/gpu_check.sh")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    checks = ["fp32", "bf16", "fp16", "channels_last", "torchrun_nccl", "eval_slide_flip", "resume", "export"]
+    assert [line.split()[1] for line in lines[:-1]] == checks and all(line.startswith("SKIP") for line in lines[:-1])
+    assert lines[-1] == "summary: 0 PASS, 0 FAIL, 8 SKIP"

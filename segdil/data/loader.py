@@ -73,15 +73,18 @@ def build_train_loader(
     device: torch.device,
     rank: int = 0,
     world_size: int = 1,
+    limit: int | None = None,
 ) -> DataLoader:
-    """Shuffled whole batches of this rank's shard; call `loader.sampler.set_epoch` per epoch."""
-    if len(dataset) < batch_size * world_size:
+    """Shuffled whole batches of this rank's shard; call `loader.sampler.set_epoch` per epoch.
+    `limit` (data.train_limit) trains on the first `limit` samples only, e.g. one batch to overfit."""
+    size = len(dataset) if limit is None else min(limit, len(dataset))
+    if size < batch_size * world_size:
         raise DataError(
-            f"the {dataset.split} split has {len(dataset)} images, fewer than one batch of {batch_size} "
-            f"x {world_size} process(es) (training drops incomplete batches): lower data.batch_size"
+            f"the {dataset.split} split has {size} images{'' if limit is None else ' within data.train_limit'}, fewer than "
+            f"one batch of {batch_size} x {world_size} process(es) (training drops incomplete batches): lower data.batch_size"
         )
     dataset.preload()
-    sampler = EpochSampler(len(dataset), batch_size, seed, rank, world_size)
+    sampler = EpochSampler(size, batch_size, seed, rank, world_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **_loader_options(num_workers, device))
 
 
