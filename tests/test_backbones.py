@@ -5,7 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
-from segdil.errors import ConfigError
+from segdil.errors import CheckpointError, ConfigError
 from segdil.models.backbones import STAGE_BLOCKS, build_backbone
 
 INPUT = (1, 3, 64, 96)
@@ -268,5 +268,5 @@ def test_bad_weight_names_and_depths_are_config_errors(tmp_path) -> None:
         build_backbone(depth=18, weights="IMAGENET1K_V2")
     with pytest.raises(ConfigError, match="torchvision has no ResNet10_Weights; its ImageNet ResNets have depths 18, 34, 50 and 101"):
         build_backbone(depth=10, weights="DEFAULT")
-    with pytest.raises(ConfigError, match=r"weights=.*missing.pth: file not found"):
+    with pytest.raises(CheckpointError, match=r"model.backbone.weights=.*missing.pth: no such file"):
         build_backbone(depth=18, weights=str(tmp_path / "missing.pth"))

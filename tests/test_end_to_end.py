@@ -148,3 +148,14 @@ def test_gpu_check_reports_every_check_as_skipped_without_cuda() -> None:
     checks = ["fp32", "bf16", "fp16", "channels_last", "torchrun_nccl", "eval_slide_flip", "resume", "export"]
     assert [line.split()[1] for line in lines[:-1]] == checks and all(line.startswith("SKIP") for line in lines[:-1])
     assert lines[-1] == "summary: 0 PASS, 0 FAIL, 8 SKIP"
+
+
+@pytest.mark.parametrize("content", [b"", b"junk" * 10, b"PK\x03\x04truncated"])
+@pytest.mark.parametrize("key", ["model.backbone.weights", "model.init_from"])
+def test_every_weights_path_gives_one_line_for_a_bad_file(tmp_path: Path, key: str, content: bytes) -> None:
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(content)
+    result = run("train.py", "model=tiny_fcn", *TINY_TRAIN_OVERRIDES, f"{key}={bad}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    errors = [line for line in _one_line_error(result).splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"{key}={bad}: torch.load failed" in errors[0], errors

@@ -11,7 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from segdil.data.base import SegmentationDataset, Transform
-from segdil.engine.checkpoint import is_checkpoint, load_checkpoint, load_model_state, read_weights_file
+from segdil.engine.checkpoint import is_checkpoint, load_checkpoint, load_model_state
+from segdil.loading import read_weights_file
 from segdil.errors import ConfigError, user_error
 from segdil.losses import SegmentationLoss, median_frequency_weights
 from segdil.models.weights import (

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from segdil.errors import CheckpointError
+from segdil.loading import read_weights_file
 
 FORMAT = "segdil-checkpoint"
 VERSION = 1
@@ -60,19 +61,6 @@ def _write_atomically(path: Path, state: dict[str, Any]) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
-
-
-def read_weights_file(path: str | Path, key: str, expected: str) -> Any:
-    """`torch.load(weights_only=True)` of a file named by config key `key`; a missing or
-    unreadable file is one CheckpointError naming the key, the path and `expected`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{key}={path}: no such file ({expected})")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for foreign or corrupt files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{key}={path}: torch.load failed ({reason}); {expected}") from None
 
 
 def is_checkpoint(state: Any) -> bool:

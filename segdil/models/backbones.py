@@ -33,6 +33,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import Conv2dNormActivation
 
 from segdil.errors import ConfigError
+from segdil.loading import read_weights_file
 from segdil.models.weights import is_weight_name, load_matching, torchvision_resnet_state
 
 # Blocks per stage, from He et al. 2016 (Table 1); 10 is the common reduced variant.
@@ -244,10 +245,8 @@ class DilatedResNet(nn.Module):
         if is_weight_name(str(weights)):
             state = torchvision_resnet_state(str(weights), self.depth)
         else:
-            path = Path(weights)
-            if not path.is_file():
-                raise ConfigError(f"model.backbone.weights={path}: file not found (expected a state-dict file or one of torchvision's weight names, e.g. IMAGENET1K_V1)")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            expected = "expected a torchvision-format state-dict file or one of torchvision's weight names, e.g. IMAGENET1K_V1"
+            state = read_weights_file(weights, "model.backbone.weights", expected)
         load_matching(self, state, f"model.backbone.weights={weights}")
 
 
