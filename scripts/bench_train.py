@@ -11,7 +11,7 @@ precision setting in `bench.settings`, times on the configured model, crop and b
   (c) torchvision's model of the same family (weights=None) trained by a plain loop.
 Achieved GFLOP/s come from torch.utils.flop_counter (forward + backward) and are set against
 convolution and matmul ceilings timed in the same run. Prints a table, the targets of
-README "Performance", and writes bench_train.json. Run it on an otherwise idle machine.
+docs/performance.md, and writes bench_train.json. Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def bench_setting(cfg: DictConfig, setting: DictConfig, out_dir: Path, ceiling: 
 
 
 def targets(rows: list[dict], model_name: str, tv_name: str | None) -> list[dict]:
-    """The README "Performance" targets that these rows can decide."""
+    """The docs/performance.md targets that these rows can decide."""
     found = []
 
     def check(target: str, measured: float | None, goal: float, better_low: bool = False) -> None:
