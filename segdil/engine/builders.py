@@ -82,7 +82,7 @@ def build_transforms(aug_cfg: DictConfig) -> tuple[Transform, Transform]:
 def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset, aux_weight: float = 0.0) -> SegmentationLoss:
     """Cross entropy with the configured class weights (a list, `median_frequency`, or null),
     label smoothing, OHEM, and the model's auxiliary-head weight."""
-    smoothing = float(loss_cfg.get("label_smoothing", 0.0))
+    smoothing = float(loss_cfg.label_smoothing)
     if not 0.0 <= smoothing < 1.0:
         raise ConfigError(f"loss.label_smoothing={smoothing}: expected a value in [0, 1)")
     num_classes = train_set.num_classes

@@ -103,7 +103,7 @@ class Trainer:
         seed_everything(cfg.seed)
         if tc.deterministic:
             torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = cudnn_benchmark(tc.get("cudnn_benchmark"), tc.deterministic, self.device)
+        torch.backends.cudnn.benchmark = cudnn_benchmark(tc.cudnn_benchmark, tc.deterministic, self.device)
 
         train_transform, val_transform = build_transforms(cfg.aug)
         self.train_set = build_dataset(cfg.dataset, cfg.dataset.train_split, train_transform)
@@ -131,7 +131,7 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=device_ids)
 
-        self.ema = self._build_ema(tc.get("ema_decay"))
+        self.ema = self._build_ema(tc.ema_decay)
         self.optimizer = instantiate(cfg.optim, params=self.model.parameters())
         self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=tc.max_iters)
         self.autocast = autocast_factory(tc.precision, self.device)
