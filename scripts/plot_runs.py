@@ -1,6 +1,7 @@
 """Time to accuracy: draw val mIoU against training minutes for any set of train.py runs.
 
     python scripts/plot_runs.py RUN_DIR[=LABEL] ... --out docs/img/camvid_time_to_accuracy.png
+    python scripts/plot_runs.py ... --x iteration   # runs timed on machines of different speed
 
 Each run's `metrics.json` (written by train.py) holds one entry per validation with the
 wall-clock minutes of training it was reached at (validation and checkpoints included). Runs
@@ -38,7 +39,18 @@ def parse_run(argument: str) -> tuple[Path, str]:
     return Path(path), label or Path(path).name
 
 
-def plot(runs: list[tuple[Path, str]], out: Path, metric: str, title: str) -> None:
+AXIS_LABELS = {
+    "minutes": "training minutes (wall clock, validation included)",
+    "iteration": "iteration (optimizer steps)",
+}
+
+
+def series(history: list[dict], x: str, metric: str) -> tuple[list[float], list[float]]:
+    """The points of one run: `x` (minutes or iteration) and `metric` of each validation."""
+    return [entry[x] for entry in history], [entry[metric] for entry in history]
+
+
+def plot(runs: list[tuple[Path, str]], out: Path, metric: str, title: str, x: str = "minutes") -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers and CI
@@ -50,10 +62,10 @@ def plot(runs: list[tuple[Path, str]], out: Path, metric: str, title: str) -> No
         history = read_history(path)
         first = label not in colours
         colour = colours.setdefault(label, f"C{len(colours)}")
-        minutes, values = [entry["minutes"] for entry in history], [entry[metric] for entry in history]
-        axes.plot(minutes, values, marker="o", markersize=3, color=colour, label=label if first else None)
+        positions, values = series(history, x, metric)
+        axes.plot(positions, values, marker="o", markersize=3, color=colour, label=label if first else None)
     axes.legend(fontsize=8)
-    axes.set_xlabel("training minutes (wall clock, validation included)")
+    axes.set_xlabel(AXIS_LABELS[x])
     axes.set_ylabel(f"val {metric}")
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
@@ -69,11 +81,12 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="train.py run directories (or metrics.json files), optionally =LABEL")
     parser.add_argument("--out", type=Path, default=Path("time_to_accuracy.png"), help="the PNG to write")
     parser.add_argument("--metric", default="mIoU", choices=("mIoU", "pixel_acc"))
+    parser.add_argument("--x", default="minutes", choices=tuple(AXIS_LABELS), help="the horizontal axis")
     parser.add_argument("--title", default="val mIoU against training time")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with user_errors():
-        plot([parse_run(run) for run in args.runs], args.out, args.metric, args.title)
+        plot([parse_run(run) for run in args.runs], args.out, args.metric, args.title, args.x)
 
 
 if __name__ == "__main__":

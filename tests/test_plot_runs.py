@@ -51,3 +51,15 @@ def test_a_run_without_history_is_a_one_line_error(tmp_path: Path) -> None:
         plot_runs.read_history(tmp_path / "old")
     with pytest.raises(ConfigError, match="missing/metrics.json: cannot read"):
         plot_runs.read_history(tmp_path / "missing")
+
+
+def test_the_horizontal_axis_can_be_the_iteration(tmp_path: Path) -> None:
+    """Runs timed on machines of different speed compare by iteration (--x iteration)."""
+    plot_runs = load_script("plot_runs")
+    history = plot_runs.read_history(fake_run(tmp_path, "a", 0.0))
+    assert plot_runs.series(history, "iteration", "mIoU")[0] == [500, 1000, 1500, 2000]
+    minutes, values = plot_runs.series(history, "minutes", "mIoU")
+    assert minutes == [5.0, 10.0, 15.0, 20.0] and values == pytest.approx([0.35, 0.4, 0.45, 0.5])
+    out = tmp_path / "iteration.png"
+    plot_runs.plot([plot_runs.parse_run(str(tmp_path / "a"))], out, "mIoU", "test", x="iteration")
+    assert has_colour(np.asarray(Image.open(out).convert("RGB")), C0)
