@@ -53,19 +53,20 @@ def test_a_bad_timeout_is_one_config_error(two_ranks, monkeypatch, value: str) -
 
 RANK = """
 import sys, time, torch
-from segdil.engine.distributed import all_reduce_sum, init_distributed
-info = init_distributed(torch.device("cpu"))
-all_reduce_sum(torch.ones(1))  # both ranks are up
-print("ready", flush=True)
-if info.rank == 1:
-    time.sleep(600)
-sys.stdin.readline()  # the test has stopped or killed rank 1
-start = time.monotonic()
-try:
-    all_reduce_sum(torch.ones(1))
-except Exception as error:
-    print(f"failed after {time.monotonic() - start:.2f} s: {type(error).__name__}", flush=True)
-    sys.exit(3)
+from segdil.engine.distributed import all_reduce_sum, init_distributed, process_group_closed_at_exit
+with process_group_closed_at_exit():
+    info = init_distributed(torch.device("cpu"))
+    all_reduce_sum(torch.ones(1))  # both ranks are up
+    print("ready", flush=True)
+    if info.rank == 1:
+        time.sleep(600)
+    sys.stdin.readline()  # the test has stopped or killed rank 1
+    start = time.monotonic()
+    try:
+        all_reduce_sum(torch.ones(1))
+    except Exception as error:
+        print(f"failed after {time.monotonic() - start:.2f} s: {type(error).__name__}", flush=True)
+        sys.exit(3)
 """
 TIMEOUT_S = 4.0
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -94,6 +96,13 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+@contextmanager
+def process_group_closed_at_exit() -> Iterator[None]:
+    """Destroy the process group however the block ends, an error included. A group left for
+    the interpreter's shutdown can abort the process ("terminate called without an active
+    exception", exit -6 from gloo's threads) instead of letting it exit with the error's status."""
+    try:
+        yield
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

@@ -38,7 +38,7 @@ from segdil.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from segdil.engine.distributed import all_reduce_sum, cleanup, init_distributed, local_device
+from segdil.engine.distributed import all_reduce_sum, init_distributed, local_device
 from segdil.engine.evaluator import evaluate, peak_memory_mib
 from segdil.engine.inference import Predictor
 from segdil.engine.precision import autocast_factory, grad_scaler
@@ -257,7 +257,6 @@ class Trainer:
             self.checkpoint_dir,
             self.run_dir / "tb",
         )
-        cleanup()
         return summary
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
