@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from itertools import repeat
 from pathlib import Path
 
@@ -30,12 +30,6 @@ from segdil.engine.trainer import Trainer
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 KEEPS_UP = 0.9  # loading keeps up if the step fed by the loader reaches 90% of the ready-batch rate
-
-
-def forever(loader: Iterable[Batch]) -> Iterator[Batch]:
-    """Batches from the loader, epoch after epoch (as the trainer draws them)."""
-    while True:
-        yield from loader
 
 
 def images_per_s(batches: Iterator[Batch], work: Callable[[Batch], object], count: int) -> float:
@@ -66,7 +60,7 @@ def bench(cfg: DictConfig, out_dir: Path) -> dict:
     dataset, count = trainer.train_loader.dataset, cfg.bench.batches
 
     def batches(workers: int) -> Iterator[Batch]:
-        return forever(build_train_loader(dataset, cfg.data.batch_size, workers, cfg.seed, trainer.device))
+        return iter(build_train_loader(dataset, cfg.data.batch_size, workers, cfg.seed, trainer.device, endless=True))
 
     def train_step(batch: Batch) -> float:
         return trainer._train_step(iter([batch]))[0]  # the trainer's own step, whatever it grows into

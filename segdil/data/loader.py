@@ -74,9 +74,11 @@ def build_train_loader(
     rank: int = 0,
     world_size: int = 1,
     limit: int | None = None,
+    endless: bool = False,
 ) -> DataLoader:
-    """Shuffled whole batches of this rank's shard; call `loader.sampler.set_epoch` per epoch.
-    `limit` (data.train_limit) trains on the first `limit` samples only, e.g. one batch to overfit."""
+    """Shuffled whole batches of this rank's shard; call `loader.sampler.set_epoch` per epoch,
+    or once with `endless`, whose loader runs on epoch after epoch. `limit` (data.train_limit)
+    trains on the first `limit` samples only, e.g. one batch to overfit."""
     size = len(dataset) if limit is None else min(limit, len(dataset))
     if size < batch_size * world_size:
         raise DataError(
@@ -84,7 +86,7 @@ def build_train_loader(
             f"one batch of {batch_size} x {world_size} process(es) (training drops incomplete batches): lower data.batch_size"
         )
     dataset.preload()
-    sampler = EpochSampler(size, batch_size, seed, rank, world_size)
+    sampler = EpochSampler(size, batch_size, seed, rank, world_size, endless)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **_loader_options(num_workers, device))
 
 

@@ -29,8 +29,14 @@ class EpochSampler(Sampler[tuple[int, int]]):
     (then even grouped the same way, which keeps BatchNorm statistics comparable).
     """
 
-    def __init__(self, dataset_size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, dataset_size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, endless: bool = False
+    ) -> None:
         self.seed, self.rank, self.world_size = seed, rank, world_size
+        # endless: run on into the next epochs, so that one loader iterator serves a whole run.
+        # Restarting it per epoch stalls the step at every epoch start while the workers resume
+        # and make the first batch (~20 ms of a 70 ms demo step, 1.4% of its time).
+        self.endless = endless
         self.dataset_size = dataset_size
         self.batches_per_epoch = dataset_size // (batch_size * world_size)
         self.samples_per_rank = self.batches_per_epoch * batch_size
@@ -45,9 +51,17 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return self.samples_per_rank - self.start_batch * self.batch_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        epoch, start_batch = self.epoch, self.start_batch
+        while True:
+            yield from self._epoch(epoch, start_batch)
+            if not self.endless:
+                return
+            epoch, start_batch = epoch + 1, 0
+
+    def _epoch(self, epoch: int, start_batch: int) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(self.seed + epoch)
         order = torch.randperm(self.dataset_size, generator=generator)[: self.samples_per_rank * self.world_size]
         blocks = order.view(self.batches_per_epoch, self.world_size, self.batch_size)
-        mine = blocks[self.start_batch :, self.rank].flatten().tolist()
+        mine = blocks[start_batch:, self.rank].flatten().tolist()
         for index in mine:
-            yield index, sample_seed(self.seed, self.epoch, index)
+            yield index, sample_seed(self.seed, epoch, index)

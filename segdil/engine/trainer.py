@@ -115,7 +115,8 @@ class Trainer:
         rank, world = self.dist.rank, self.dist.world_size
         data = cfg.data
         self.train_loader = build_train_loader(
-            self.train_set, data.batch_size, data.num_workers, cfg.seed, self.device, rank, world, data.train_limit
+            self.train_set, data.batch_size, data.num_workers, cfg.seed, self.device, rank, world, data.train_limit,
+            endless=True,
         )
         self.val_loader = build_eval_loader(self.val_set, data.val_batch_size, data.num_workers, self.device, rank, world)
 
@@ -263,11 +264,8 @@ class Trainer:
         """Micro-batches for ever, epoch after epoch, starting where `self.iteration` left off."""
         sampler = self.train_loader.sampler
         consumed = (self.iteration + self.skipped_steps) * self.cfg.trainer.accumulate
-        epoch, start_batch = divmod(consumed, sampler.batches_per_epoch)
-        while True:
-            sampler.set_epoch(epoch, start_batch)
-            yield from self.train_loader
-            epoch, start_batch = epoch + 1, 0
+        sampler.set_epoch(*divmod(consumed, sampler.batches_per_epoch))
+        yield from self.train_loader  # endless: one iterator, so no stall at epoch starts
 
     def _train_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int, float, bool]:
         """One optimizer step; returns (mean loss, images seen by this process, seconds waiting for
