@@ -73,7 +73,11 @@ def tiny(compose, experiment: str, trees: dict[str, Path], *overrides: str):
     return compose("train", [f"experiment={experiment}", f"dataset.root={trees[dataset]}", *TINY, *overrides])
 
 
-TWINS = [("camvid_context", "camvid_nocontext"), ("camvid_fast", "camvid_fast_nocontext")]
+TWINS = [
+    ("camvid_context", "camvid_nocontext"),
+    ("camvid_fast", "camvid_fast_nocontext"),
+    ("camvid_hour", "camvid_hour_nocontext"),
+]
 
 
 def test_the_recipes_and_their_twins_exist() -> None:
