@@ -48,6 +48,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.epoch, self.start_batch = epoch, start_batch
 
     def __len__(self) -> int:
+        """Samples left in the chosen epoch (for an endless order: in its first epoch only)."""
         return self.samples_per_rank - self.start_batch * self.batch_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
