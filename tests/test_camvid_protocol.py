@@ -65,6 +65,7 @@ def test_real_camvid_sequences_split_as_documented() -> None:
     assert {camvid_sequence(path) for path in held.images} == {"0006R0"}
     assert {camvid_sequence(path) for path in train.images} == {"0001TP", "0016E5"}
     assert len(CamVid(root, "train", holdout="0006R0")) == 266 and len(CamVid(root, "val", holdout="0006R0")) == 101
+    assert len(CamVid(root, ["train", "val"])) == 468  # the final form trains on all of them
 
 
 # --- Scripts: leave-one-sequence-out, snapshots scored on another split ------------------------
