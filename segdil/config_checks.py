@@ -49,6 +49,10 @@ def _positive_list() -> tuple[Check, str]:
     return (lambda v: _is_list(v) and len(v) > 0 and all(positive(x) for x in v)), "a non-empty list of numbers > 0"
 
 
+def _one_of(*choices: int) -> tuple[Check, str]:
+    return (lambda v: v in choices and not isinstance(v, bool)), f"one of {list(choices)}"
+
+
 def _is_list(value: Any) -> bool:
     return isinstance(value, (list, tuple, ListConfig))
 
@@ -66,6 +70,8 @@ TRAIN_KEYS: dict[str, tuple[Check, str]] = {
     "trainer.log_every": _whole(1),
     "trainer.keep_last": _whole(0),
     "trainer.accumulate": _whole(1),
+    "trainer.coarse_output_stride": _one_of(16, 32),
+    "trainer.coarse_until": _whole(0),
     "trainer.progress_every": _non_negative_number(),
     "optim.lr": _positive_number(),
     "aug.crop_size": _pair_of_whole(1),
@@ -80,6 +86,7 @@ EVAL_KEYS: dict[str, tuple[Check, str]] = {
     "eval.crop": _pair_of_whole(1),
     "eval.stride": _pair_of_whole(1),
     "eval.batch_windows": _whole(1),
+    "eval.output_stride": _one_of(8, 16, 32),
     "aug.val_scale": _positive_number(),
 }
 

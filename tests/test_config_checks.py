@@ -44,6 +44,7 @@ def test_the_shipped_configs_pass(compose) -> None:
         ("eval.scales=[]", r"eval.scales=\[\]: expected a non-empty list of numbers > 0"),
         ("eval.scales=[1.0,-0.5]", r"eval.scales=\[1.0, -0.5\]"),
         ("eval.stride=[0,100]", r"eval.stride=\[0, 100\]"),
+        ("eval.output_stride=12", r"eval.output_stride=12: expected one of \[8, 16, 32\]"),
     ],
 )
 def test_bad_eval_values_are_one_line_errors(compose, override: str, message: str) -> None:

@@ -2,9 +2,12 @@
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import CONFIGS
-from segdil.engine.builders import build_model
+from segdil.engine.builders import build_model, restore_model
+from segdil.engine.checkpoint import save_checkpoint
+from segdil.models.layout import apply_layout, conv_layout
 
 MODEL_CONFIGS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 
@@ -25,3 +28,49 @@ def test_context_model_differs_from_fcn_only_by_context(compose) -> None:
     extra = sum(p.numel() for p in context.parameters()) - sum(p.numel() for p in fcn.parameters())
     assert extra == 7 * (9 * 11 * 11 + 11) + 11 * 11 + 11
     assert fcn.context is None
+
+
+def _dilations(module: torch.nn.Module) -> list[int]:
+    return [conv.dilation[0] for conv in module.modules() if isinstance(conv, torch.nn.Conv2d) and conv.kernel_size == (3, 3)]
+
+
+def test_a_checkpoint_runs_at_another_output_stride(compose, tmp_path) -> None:
+    """eval.output_stride: an ASPP network trained at 16 is rebuilt at 8 with the same weights, its
+    backbone's last stages and ASPP rates doubled (DeepLabv3's train at 16, evaluate at 8)."""
+    cfg = compose("train", ["model=deeplabv3_resnet18", "model.backbone.width=8", "model.backbone.output_stride=16"])
+    trained = build_model(cfg.model, num_classes=5).eval()
+    path = tmp_path / "os16.pt"
+    save_checkpoint(path, {"model": trained.state_dict(), "class_names": list("abcde"), "config": OmegaConf.to_yaml(cfg)})
+    images = torch.randn(1, 3, 64, 64)
+
+    as_trained, _, trained_cfg = restore_model(path, torch.device("cpu"))
+    denser, _, _ = restore_model(path, torch.device("cpu"), output_stride=8)
+    assert trained_cfg.model.backbone.output_stride == 16
+    assert denser.backbone.output_stride == 8 and denser.backbone.feature_info["out"].stride == 8
+    assert _dilations(denser.head) == [2 * d for d in _dilations(as_trained.head) if d > 1] + [1]  # ASPP 12, 24, 36; fuse conv 1
+    assert _dilations(denser.backbone.layer4) == [2 * d for d in _dilations(as_trained.backbone.layer4)]
+    for name, tensor in as_trained.state_dict().items():
+        assert torch.equal(denser.state_dict()[name], tensor), name
+    with torch.no_grad():
+        assert torch.equal(as_trained(images), trained(images))
+        logits = denser(images)
+        assert logits.shape == (1, 5, 64, 64) and not torch.allclose(logits, trained(images))
+
+
+def test_a_model_switched_in_place_equals_the_model_built_at_that_stride(compose) -> None:
+    """The coarse phase's switch (segdil.models.layout): same parameters, the built model's layout."""
+    overrides = ["model=deeplabv3_resnet18", "model.backbone.width=8"]
+    model = build_model(compose("train", overrides).model, num_classes=5).eval()
+    coarse = build_model(compose("train", [*overrides, "model.backbone.output_stride=16"]).model, num_classes=5).eval()
+    coarse.load_state_dict(model.state_dict())
+    parameters = list(model.parameters())
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        own = model(images)
+        apply_layout(model, conv_layout(coarse))
+        assert torch.equal(model(images), coarse(images)) and not torch.allclose(model(images), own)
+        apply_layout(model, conv_layout(build_model(compose("train", overrides).model, num_classes=5)))
+        assert torch.equal(model(images), own)
+    assert all(a is b for a, b in zip(model.parameters(), parameters))
+    with pytest.raises(ValueError, match="other convolutions"):
+        apply_layout(model, conv_layout(build_model(compose("train", ["model=dilated_resnet18_fcn"]).model, 5)))

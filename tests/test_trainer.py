@@ -10,7 +10,7 @@ import torch
 from conftest import TINY_TRAIN_OVERRIDES
 from segdil.engine.checkpoint import load_checkpoint, load_model_state
 from segdil.engine.trainer import Trainer
-from segdil.errors import CheckpointError, TrainingError
+from segdil.errors import CheckpointError, ConfigError, TrainingError
 
 # No validation or TensorBoard images in the way: these tests are about the optimisation state.
 QUIET = [*TINY_TRAIN_OVERRIDES, "trainer.val_every=1000", "trainer.val_panels=0", "trainer.deterministic=true"]
@@ -199,3 +199,42 @@ def test_an_overflowed_float16_step_is_skipped_and_not_counted_as_progress(compo
     assert trainer.scheduler.last_epoch == 3
     state = load_checkpoint(tmp_path / "checkpoints/last.pt")
     assert state["skipped_steps"] == 1 and state["scaler"]["scale"] == 512.0
+
+
+COARSE = ("model=dilated_resnet18_fcn", "trainer.coarse_output_stride=16", "trainer.coarse_until=2")
+
+
+def test_coarse_early_steps_train_at_16_and_validate_at_the_model_stride(compose, tmp_path) -> None:
+    trainer = make_trainer(compose, tmp_path, *COARSE, "trainer.val_every=1")
+    widths: dict[bool, list[int]] = {True: [], False: []}  # feature width by training mode
+
+    def record(module: torch.nn.Module, _, out: dict) -> None:
+        if isinstance(out["out"], torch.Tensor):  # not the model summary's symbolic trace
+            widths[module.training].append(out["out"].shape[-1])
+
+    trainer.model.backbone.register_forward_hook(record)
+    trainer.fit()
+    assert widths[True][-4:] == [4, 4, 8, 8]  # 64-pixel crops: stride 16, 16, then 8, 8
+    assert set(widths[False]) == {8}  # every validation at the model's own stride 8
+    assert len(trainer.history) == 4
+
+
+def test_resume_inside_the_coarse_phase_equals_an_uninterrupted_run(compose, tmp_path) -> None:
+    make_trainer(compose, tmp_path / "straight", *COARSE).fit()
+    make_trainer(compose, tmp_path / "split", *COARSE).fit(until=1)
+    make_trainer(compose, tmp_path / "split", *COARSE, "trainer.resume=auto").fit()
+    straight, split = weights(tmp_path / "straight/checkpoints/last.pt"), weights(tmp_path / "split/checkpoints/last.pt")
+    for key in straight:
+        assert torch.equal(straight[key], split[key]), key
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("trainer.coarse_output_stride=16", "model.backbone.output_stride=16"), "coarser output stride than the model's 16"),
+        (("trainer.coarse_until=3",), r"trainer.coarse_until=3: set trainer.coarse_output_stride too"),
+    ],
+)
+def test_a_coarse_phase_needs_a_coarser_stride(compose, tmp_path, overrides: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_trainer(compose, tmp_path, "model=dilated_resnet18_fcn", *overrides)

@@ -103,10 +103,23 @@ def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset, aux_weight:
     )
 
 
-def restore_model(checkpoint_path: str | Path, device: torch.device) -> tuple[nn.Module, dict, DictConfig]:
-    """(model in eval mode on `device`, the checkpoint dict, the config it was trained with)."""
+def at_output_stride(model_cfg: DictConfig, output_stride: int | None) -> DictConfig:
+    """The model config run at another output stride (None: unchanged). The weights do not depend
+    on it, so a network trained at 16 can be evaluated at 8, as DeepLabv3 does; the builder scales
+    ASPP rates to the new stride, and the rest of the head keeps its dilations."""
+    if output_stride is None:
+        return model_cfg
+    return OmegaConf.merge(model_cfg, {"backbone": {"output_stride": output_stride}})
+
+
+def restore_model(
+    checkpoint_path: str | Path, device: torch.device, output_stride: int | None = None
+) -> tuple[nn.Module, dict, DictConfig]:
+    """(model in eval mode on `device`, the checkpoint dict, the config it was trained with),
+    optionally rebuilt at another output stride than it was trained at."""
     checkpoint = load_checkpoint(checkpoint_path)
     trained_cfg = OmegaConf.create(checkpoint["config"])
-    model = build_model(trained_cfg.model, len(checkpoint["class_names"]), pretrained=False)
+    model_cfg = at_output_stride(trained_cfg.model, output_stride)
+    model = build_model(model_cfg, len(checkpoint["class_names"]), pretrained=False)
     load_model_state(model, checkpoint["model"], checkpoint_path)
     return model.to(device).eval(), checkpoint, trained_cfg

@@ -84,7 +84,11 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     `cfg.dataset.split`, print the table, write `metrics.json` (and predictions when asked)."""
     check_values(cfg, EVAL_KEYS)
     device = resolve_device(cfg.device)
-    model, checkpoint, _ = restore_model(cfg.checkpoint, device)
+    model, checkpoint, trained_cfg = restore_model(cfg.checkpoint, device, cfg.eval.output_stride)
+    if cfg.eval.output_stride is not None:
+        log.info(
+            "model run at output stride %d (trained at %d)", cfg.eval.output_stride, trained_cfg.model.backbone.output_stride
+        )
     class_names = list(checkpoint["class_names"])
 
     _, val_transform = build_transforms(cfg.aug)

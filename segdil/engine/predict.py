@@ -47,7 +47,7 @@ def predict_images(cfg: DictConfig, run_dir: Path) -> int:
     """Write predictions/, color/ and overlay/ for every input image into `run_dir`; the
     images are preprocessed with the checkpoint's own validation pipeline."""
     device = resolve_device(cfg.device)
-    model, checkpoint, trained_cfg = restore_model(cfg.checkpoint, device)
+    model, checkpoint, trained_cfg = restore_model(cfg.checkpoint, device, cfg.eval.output_stride)
     transform = instantiate(trained_cfg.aug.val)
     num_classes = len(checkpoint["class_names"])
     predictor = build_predictor(cfg.eval, model, num_classes, device)

@@ -29,7 +29,7 @@ from segdil.config_checks import TRAIN_KEYS, check_values
 from segdil.data.checks import check_labels
 from segdil.data.labels import voc_colormap
 from segdil.data.loader import build_dataset, build_eval_loader, build_train_loader
-from segdil.engine.builders import build_loss, build_model, build_transforms, resolve_device
+from segdil.engine.builders import at_output_stride, build_loss, build_model, build_transforms, resolve_device
 from segdil.engine.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -46,6 +46,7 @@ from segdil.engine.profiler import step_profiler
 from segdil.engine.tb import RunLogger, prediction_panels
 from segdil.errors import ConfigError, TrainingError
 from segdil.metrics import SegmentationMetrics, format_table
+from segdil.models.layout import Layout, apply_layout, conv_layout
 from segdil.models.summary import log_model_summary
 from segdil.progress import ProgressLog, on_terminal, progress_bar
 
@@ -64,6 +65,23 @@ def cudnn_benchmark(setting: bool | None, deterministic: bool, device: torch.dev
     if setting and deterministic:
         raise ConfigError("trainer.cudnn_benchmark=true contradicts trainer.deterministic=true: cuDNN's benchmark picks algorithms by timing")
     return bool(setting)
+
+
+def stride_layouts(model_cfg: DictConfig, num_classes: int, coarse: int | None) -> dict[int, Layout]:
+    """The model's convolution layouts at its own output stride and at `coarse`, for a run that
+    trains its first iterations coarse (`trainer.coarse_output_stride`); {} for one that does not."""
+    if coarse is None:
+        return {}
+    own = model_cfg.backbone.output_stride
+    if coarse <= own:
+        raise ConfigError(
+            f"trainer.coarse_output_stride={coarse}: expected a coarser output stride than the model's "
+            f"{own} (model.backbone.output_stride), or null"
+        )
+    return {
+        stride: conv_layout(build_model(at_output_stride(model_cfg, stride), num_classes, pretrained=False))
+        for stride in (own, coarse)
+    }
 
 
 def seed_everything(seed: int) -> None:
@@ -133,6 +151,13 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=device_ids)
 
         self.ema = self._build_ema(tc.ema_decay)
+        # Coarse early steps: the model (not its EMA) trains at trainer.coarse_output_stride before
+        # iteration trainer.coarse_until, at its own output stride after; it is validated, saved and
+        # summarised at its own throughout.
+        self.layouts = stride_layouts(cfg.model, len(self.class_names), tc.coarse_output_stride)
+        if tc.coarse_until and not self.layouts:
+            raise ConfigError(f"trainer.coarse_until={tc.coarse_until}: set trainer.coarse_output_stride too (e.g. 16)")
+        self.training_stride = cfg.model.backbone.output_stride if self.layouts else None
         self.optimizer = instantiate(cfg.optim, params=self.model.parameters())
         self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=tc.max_iters)
         self.autocast = autocast_factory(tc.precision, self.device)
@@ -172,6 +197,11 @@ class Trainer:
         )
         load_average = [round(load, 2) for load in os.getloadavg()]
         log.info("load average at start (1, 5, 15 min): %s; training minutes compare between runs on an idle machine", load_average)
+        if self.layouts:
+            log.info(
+                "iterations 1-%d at output stride %d, the rest (and every validation) at the model's own, %d",
+                tc.coarse_until, tc.coarse_output_stride, self.cfg.model.backbone.output_stride,
+            )
         start = self.clock_start = time.perf_counter()
         metrics: SegmentationMetrics | None = None
         interrupted = None
@@ -186,6 +216,7 @@ class Trainer:
             initial=self.iteration, total=tc.max_iters, desc="train", enabled=shows_progress
         ) as bar, step_profiler(self.run_dir, tc.profile_steps if self.dist.is_main else 0, self.device) as profiler_step:
             while self.iteration < target:
+                self._train_at(self._stride_for_next_step())
                 step_start = time.perf_counter()
                 loss, images, wait, stepped = self._train_step(batches)
                 step_seconds = time.perf_counter() - step_start
@@ -214,7 +245,8 @@ class Trainer:
                     )
                     window = {"images": 0, "seconds": 0.0, "wait": 0.0}
                 if self.iteration % tc.val_every == 0 or last:
-                    metrics = self._validate(logger)
+                    with self._at_own_stride():
+                        metrics = self._validate(logger)
                 if self.iteration % tc.ckpt_every == 0 or last or self.iteration == target:
                     self._save_last()
                 if self._agreed_stop(stop):
@@ -305,6 +337,29 @@ class Trainer:
             self.ema.update_parameters(self.model)
         self.iteration += 1
         return total_loss, images_seen, waited, True
+
+    def _stride_for_next_step(self) -> int | None:
+        if not self.layouts:
+            return None
+        coarse = self.iteration < self.cfg.trainer.coarse_until
+        return self.cfg.trainer.coarse_output_stride if coarse else self.cfg.model.backbone.output_stride
+
+    def _train_at(self, stride: int | None) -> None:
+        """Lay the trained model's convolutions out for `stride` (None: no coarse phase)."""
+        if stride is None or stride == self.training_stride:
+            return
+        apply_layout(self.model, self.layouts[stride])
+        self.training_stride = stride
+
+    @contextmanager
+    def _at_own_stride(self) -> Iterator[None]:
+        """The model at its own output stride for the block (validation), then as it was."""
+        trained_at = self.training_stride
+        self._train_at(self.cfg.model.backbone.output_stride if self.layouts else None)
+        try:
+            yield
+        finally:
+            self._train_at(trained_at)
 
     def _build_ema(self, decay: float | None) -> AveragedModel | None:
         """An exponential moving average of the weights and BatchNorm statistics (torch's
