@@ -77,6 +77,7 @@ TWINS = [
     ("camvid_context", "camvid_nocontext"),
     ("camvid_fast", "camvid_fast_nocontext"),
     ("camvid_hour", "camvid_hour_nocontext"),
+    ("camvid_fast_r10_context", "camvid_fast_r10"),
 ]
 
 
