@@ -33,6 +33,11 @@ def test_a_held_out_sequence_leaves_every_split_and_is_gathered_from_all(streets
     assert stems(CamVid(streets, ["train", "val"], holdout="C")) == ["A_0", "A_1", "B_0"]
 
 
+def test_a_numeric_holdout_is_refused_with_a_hint(streets: Path) -> None:
+    with pytest.raises(ConfigError, match="holdout=1600000.0: .*quote it"):
+        CamVid(streets, "train", holdout=1600000.0)  # what unquoted 0016E5 becomes in a YAML list
+
+
 def test_a_list_of_splits_is_their_union_and_must_not_overlap(streets: Path) -> None:
     both = CamVid(streets, ["train", "val"])
     assert stems(both) == ["A_0", "A_1", "B_0", "C_0", "C_1", "C_2"] and both.split == "train+val"
@@ -103,6 +108,10 @@ def test_leave_one_sequence_out_trains_a_fold_per_sequence(compose, three_street
         assert (tmp_path / "folds" / name / "metrics.json").is_file() and 0.0 <= fold["final_mIoU"] <= 1.0
     assert result["mean_final_mIoU"] == pytest.approx(sum(f["final_mIoU"] for f in folds.values()) / 3)
     assert loso.table(result).splitlines()[-1].startswith("mean final mIoU")
+
+
+def test_leave_one_sequence_out_holds_out_the_three_camvid_sequences_by_name(compose) -> None:
+    assert list(compose("camvid_loso", []).loso.sequences) == ["0001TP", "0006R0", "0016E5"]
 
 
 def test_snapshots_are_scored_on_another_split_with_their_minutes(compose, three_streets: Path, tmp_path: Path) -> None:

@@ -287,6 +287,8 @@ class CamVid(FileDataset):
         cache: bool = False,
         holdout: str | None = None,
     ) -> None:
+        if holdout is not None and not isinstance(holdout, str):
+            raise ConfigError(f"dataset.holdout={holdout!r}: expected a sequence name such as 0006R0; quote it in YAML ('0016E5' reads as a number)")
         self.holdout = holdout
         super().__init__(root, split, transform, cache)
 
