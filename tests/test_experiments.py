@@ -78,6 +78,7 @@ TWINS = [
     ("camvid_fast", "camvid_fast_nocontext"),
     ("camvid_hour", "camvid_hour_nocontext"),
     ("camvid_fast_r10_context", "camvid_fast_r10"),
+    ("camvid_hour_r10_context", "camvid_hour_r10"),
 ]
 
 
