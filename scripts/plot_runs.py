@@ -50,6 +50,13 @@ def series(history: list[dict], x: str, metric: str) -> tuple[list[float], list[
     return [entry[x] for entry in history], [entry[metric] for entry in history]
 
 
+def line_style(index: int) -> dict:
+    """The `index`-th label's line: matplotlib's ten colours, then again dashed with squares, and so on,
+    so that up to 30 labels stay distinct."""
+    linestyle, marker = [("-", "o"), ("--", "s"), (":", "^")][index // 10 % 3]
+    return {"color": f"C{index % 10}", "linestyle": linestyle, "marker": marker}
+
+
 def plot(runs: list[tuple[Path, str]], out: Path, metric: str, title: str, x: str = "minutes") -> None:
     import matplotlib
 
@@ -57,13 +64,13 @@ def plot(runs: list[tuple[Path, str]], out: Path, metric: str, title: str, x: st
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(7, 4.2), dpi=120)
-    colours: dict[str, str] = {}  # one colour per label; the legend names each label once
+    styles: dict[str, dict] = {}  # one style per label; the legend names each label once
     for path, label in runs:
         history = read_history(path)
-        first = label not in colours
-        colour = colours.setdefault(label, f"C{len(colours)}")
+        first = label not in styles
+        style = styles.setdefault(label, line_style(len(styles)))
         positions, values = series(history, x, metric)
-        axes.plot(positions, values, marker="o", markersize=3, color=colour, label=label if first else None)
+        axes.plot(positions, values, markersize=3, label=label if first else None, **style)
     axes.legend(fontsize=8)
     axes.set_xlabel(AXIS_LABELS[x])
     axes.set_ylabel(f"val {metric}")

@@ -1,4 +1,4 @@
-"""scripts/plot_runs.py: val mIoU against training minutes, one colour per label."""
+"""scripts/plot_runs.py: val mIoU against training minutes, one colour (and line style) per label."""
 
 from __future__ import annotations
 
@@ -41,6 +41,14 @@ def test_runs_with_one_label_share_a_colour(tmp_path: Path) -> None:
     pixels = np.asarray(Image.open(out).convert("RGB"))
     assert pixels.shape == (504, 840, 3)
     assert has_colour(pixels, C0) and has_colour(pixels, C1) and not has_colour(pixels, C2)
+
+
+def test_more_than_ten_labels_stay_distinct() -> None:
+    """matplotlib has ten default colours; the eleventh label reuses C0 but dashed, with squares."""
+    plot_runs = load_script("plot_runs")
+    styles = [plot_runs.line_style(index) for index in range(30)]
+    assert len({tuple(sorted(style.items())) for style in styles}) == 30
+    assert styles[10]["color"] == styles[0]["color"] and styles[10]["linestyle"] != styles[0]["linestyle"]
 
 
 def test_a_run_without_history_is_a_one_line_error(tmp_path: Path) -> None:
