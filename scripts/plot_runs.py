@@ -71,7 +71,11 @@ def plot(runs: list[tuple[Path, str]], out: Path, metric: str, title: str, x: st
         style = styles.setdefault(label, line_style(len(styles)))
         positions, values = series(history, x, metric)
         axes.plot(positions, values, markersize=3, label=label if first else None, **style)
-    axes.legend(fontsize=8)
+    if len(styles) <= 10:
+        axes.legend(fontsize=8)
+    else:  # a legend this long would hide the curves: it goes beside the axes, on a wider figure
+        figure.set_size_inches(11, max(4.2, 0.16 * len(styles) + 0.8))
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes.set_xlabel(AXIS_LABELS[x])
     axes.set_ylabel(f"val {metric}")
     axes.set_title(title, fontsize=10)

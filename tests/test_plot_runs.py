@@ -51,6 +51,14 @@ def test_more_than_ten_labels_stay_distinct() -> None:
     assert styles[10]["color"] == styles[0]["color"] and styles[10]["linestyle"] != styles[0]["linestyle"]
 
 
+def test_a_long_legend_goes_beside_the_axes_on_a_wider_figure(tmp_path: Path) -> None:
+    plot_runs = load_script("plot_runs")
+    runs = [(fake_run(tmp_path, f"run{k}", 0.01 * k), f"label {k}") for k in range(11)]
+    out = tmp_path / "many.png"
+    plot_runs.plot(runs, out, "mIoU", "test")
+    assert Image.open(out).size == (1320, 504)  # 11 x 4.2 inches at 120 dpi, against 7 x 4.2 for ten labels or fewer
+
+
 def test_a_run_without_history_is_a_one_line_error(tmp_path: Path) -> None:
     plot_runs = load_script("plot_runs")
     (tmp_path / "old").mkdir()
