@@ -50,11 +50,14 @@ def series(history: list[dict], x: str, metric: str) -> tuple[list[float], list[
     return [entry[x] for entry in history], [entry[metric] for entry in history]
 
 
+DEFAULT_COLOURS = 10  # matplotlib's colour cycle, C0-C9
+
+
 def line_style(index: int) -> dict:
     """The `index`-th label's line: matplotlib's ten colours, then again dashed with squares, and so on,
     so that up to 30 labels stay distinct."""
-    linestyle, marker = [("-", "o"), ("--", "s"), (":", "^")][index // 10 % 3]
-    return {"color": f"C{index % 10}", "linestyle": linestyle, "marker": marker}
+    linestyle, marker = [("-", "o"), ("--", "s"), (":", "^")][index // DEFAULT_COLOURS % 3]
+    return {"color": f"C{index % DEFAULT_COLOURS}", "linestyle": linestyle, "marker": marker}
 
 
 def plot(runs: list[tuple[Path, str]], out: Path, metric: str, title: str, x: str = "minutes") -> None:
@@ -71,7 +74,7 @@ def plot(runs: list[tuple[Path, str]], out: Path, metric: str, title: str, x: st
         style = styles.setdefault(label, line_style(len(styles)))
         positions, values = series(history, x, metric)
         axes.plot(positions, values, markersize=3, label=label if first else None, **style)
-    if len(styles) <= 10:
+    if len(styles) <= DEFAULT_COLOURS:
         axes.legend(fontsize=8)
     else:  # a legend this long would hide the curves: it goes beside the axes, on a wider figure
         figure.set_size_inches(11, max(4.2, 0.16 * len(styles) + 0.8))
