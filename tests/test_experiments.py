@@ -82,8 +82,14 @@ TWINS = [
 ]
 
 
+# A recipe -> the same recipe with photometric augmentation (aug=seg_photometric).
+PHOTOMETRIC = [
+    ("camvid_fast_r10", "camvid_fast_r10_photometric"),
+]
+
+
 def test_the_recipes_and_their_twins_exist() -> None:
-    assert {name for pair in TWINS for name in pair} <= set(EXPERIMENTS)
+    assert {name for pair in TWINS + PHOTOMETRIC for name in pair} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -121,3 +127,13 @@ def test_twin_differs_from_the_recipe_only_by_the_context_module(recipe_name: st
     for key in ("dataset", "aug", "data", "optim", "schedule", "loss", "trainer", "seed"):
         assert recipe[key] == twin[key], key
     assert recipe.model.backbone == twin.model.backbone and recipe.model.head == twin.model.head
+
+
+@pytest.mark.parametrize(("recipe_name", "photometric_name"), PHOTOMETRIC)
+def test_photometric_recipe_is_the_recipe_with_the_three_levers_on(recipe_name: str, photometric_name: str, compose) -> None:
+    """Exactly the command the notebook ran: the recipe plus aug.jitter_p, aug.blur_p, aug.noise_p."""
+    photometric = compose("train", [f"experiment={photometric_name}"])
+    levers = [f"aug.{key}={photometric.aug[key]}" for key in ("jitter_p", "blur_p", "noise_p")]
+    assert all(photometric.aug[key] > 0 for key in ("jitter_p", "blur_p", "noise_p"))
+    assert compose("train", [f"experiment={recipe_name}"]) != photometric
+    assert compose("train", [f"experiment={recipe_name}", *levers]) == photometric
