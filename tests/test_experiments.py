@@ -85,6 +85,7 @@ TWINS = [
 # A recipe -> the same recipe with photometric augmentation (aug=seg_photometric).
 PHOTOMETRIC = [
     ("camvid_fast_r10", "camvid_fast_r10_photometric"),
+    ("camvid_hour_r10", "camvid_hour_r10_photometric"),
 ]
 
 
