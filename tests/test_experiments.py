@@ -87,6 +87,7 @@ PHOTOMETRIC = [
     ("camvid_fast_r10", "camvid_fast_r10_photometric"),
     ("camvid_hour_r10", "camvid_hour_r10_photometric"),
 ]
+PHOTOMETRIC_LEVERS = ("jitter_p", "blur_p", "noise_p")  # the aug keys seg_photometric turns on
 
 
 def test_the_recipes_and_their_twins_exist() -> None:
@@ -134,7 +135,7 @@ def test_twin_differs_from_the_recipe_only_by_the_context_module(recipe_name: st
 def test_photometric_recipe_is_the_recipe_with_the_three_levers_on(recipe_name: str, photometric_name: str, compose) -> None:
     """Exactly the command the notebook ran: the recipe plus aug.jitter_p, aug.blur_p, aug.noise_p."""
     photometric = compose("train", [f"experiment={photometric_name}"])
-    levers = [f"aug.{key}={photometric.aug[key]}" for key in ("jitter_p", "blur_p", "noise_p")]
-    assert all(photometric.aug[key] > 0 for key in ("jitter_p", "blur_p", "noise_p"))
+    levers = [f"aug.{key}={photometric.aug[key]}" for key in PHOTOMETRIC_LEVERS]
+    assert all(photometric.aug[key] > 0 for key in PHOTOMETRIC_LEVERS)
     assert compose("train", [f"experiment={recipe_name}"]) != photometric
     assert compose("train", [f"experiment={recipe_name}", *levers]) == photometric
