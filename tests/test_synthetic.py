@@ -69,7 +69,9 @@ def test_cached_and_drawn_samples_are_equal(compose) -> None:
     transform = build_transforms(cfg.aug)[0]
     cached = build_dataset(cfg.dataset, "train", transform)
     drawn = build_dataset(OmegaConf.merge(cfg.dataset, {"cache": False}), "train", transform)
-    check_labels([cached])  # the pre-flight check draws each sample once, into the cache
+    check_labels([cached])  # generated data is not pre-flighted: nothing is drawn by the check
+    assert cached.decoded == {}
+    cached.preload()  # the loader draws each sample once, into the cache
     assert sorted(cached.decoded) == list(range(12)) and drawn.decoded is None
     for index in (0, 5, 11):
         assert all(np.array_equal(a, b) for a, b in zip(cached.load_cached(index), drawn.load(index), strict=True))

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from segdil.data.base import IGNORE_INDEX, SegmentationDataset
+from segdil.data.synthetic import SyntheticShapes
 from segdil.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -18,16 +19,22 @@ log = logging.getLogger(__name__)
 SHOWN = 3  # bad samples named in the error line; its count covers them all
 
 
+def evenly_spaced(length: int, count: int) -> np.ndarray:
+    """`count` indices spread evenly over 0..length-1, first and last included (all of them when
+    `count` >= `length`): an even spread covers every sequence or city of a sorted split and is
+    the same on every run."""
+    if count >= length:
+        return np.arange(length)
+    return np.unique(np.linspace(0, length - 1, count).round().astype(np.int64))
+
+
 def indices_to_check(length: int, sample: int | str) -> np.ndarray:
-    """`all` (every sample), 0 (none) or N evenly spaced samples: an even spread covers every
-    sequence or city of a sorted split and is the same on every run."""
+    """`all` (every sample), 0 (none) or N evenly spaced samples."""
     if sample == "all":
         return np.arange(length)
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
         raise ConfigError(f"data.check_labels={sample!r}: expected all, 0 (off) or a number of samples per split")
-    if sample >= length:
-        return np.arange(length)
-    return np.unique(np.linspace(0, length - 1, sample).round().astype(np.int64))
+    return evenly_spaced(length, sample)
 
 
 def sample_problem(dataset: SegmentationDataset, index: int, allowed: np.ndarray) -> str | None:
@@ -59,6 +66,13 @@ def check_labels(datasets: Iterable[SegmentationDataset], sample: int | str = "a
     if not isinstance(skip_bad, bool):
         raise ConfigError(f"data.skip_bad={skip_bad!r}: expected true or false")
     for dataset in datasets:
+        if isinstance(dataset, SyntheticShapes):
+            # Drawn in memory from (seed, split, index): no file can be truncated and every label
+            # is a class id or 255 by construction, so there is nothing to check. (Checking it
+            # only drew the images, 2.5 ms each on a 2-core AMD EPYC, AVX2; a cached split is
+            # drawn by the loader's preload instead.)
+            log.debug("pre-flight check skipped for the generated %s split: correct by construction", dataset.split)
+            continue
         start, total = time.perf_counter(), len(dataset)
         indices = indices_to_check(total, sample)
         allowed = np.zeros(256, dtype=bool)
