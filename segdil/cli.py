@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -33,6 +34,18 @@ def run_stamp() -> str:
 
 
 OmegaConf.register_new_resolver("segdil_run_stamp", run_stamp, use_cache=True, replace=True)
+
+
+def group_options(group: str) -> str:
+    """The options of a config group, comma-separated, for the `--help` templates
+    (configs/hydra/help/), which name only the groups their script uses; empty outside Hydra."""
+    hydra = GlobalHydra.instance()
+    if not hydra.is_initialized():
+        return ""
+    return ", ".join(sorted(hydra.config_loader().get_group_options(group)))
+
+
+OmegaConf.register_new_resolver("segdil_group_options", group_options, replace=True)
 
 
 def run_dir() -> Path:
