@@ -36,12 +36,32 @@ class ModelSummary:
     receptive_field: ReceptiveField
 
     def __str__(self) -> str:
-        rf = self.receptive_field
+        return f"{self.headline()}\n{format_empirical(self.receptive_field)}"
+
+    def headline(self) -> str:
+        """One line: parameters, GFLOPs at the input size, output stride."""
         height, width = self.input_size
         return (
-            f"model {self.name}: {self.parameters / 1e6:.3g}M parameters | {self.gflops:.3g} GFLOPs forward "
-            f"at {height}x{width} | output stride {rf.analytic.output_stride}\n{format_empirical(rf)}"
+            f"model {self.name}: {self.parameters / 1e6:.3g}M parameters | {self.gflops:.3g} GFLOPs forward at "
+            f"{height}x{width} | output stride {self.receptive_field.analytic.output_stride}"
         )
+
+    def markdown(self) -> str:
+        """The whole summary for TensorBoard's text dashboard (markdown line breaks)."""
+        return str(self).replace("\n", "  \n")
+
+    def hparams(self) -> dict[str, float | str]:
+        """The model's figures as hparams: whole numbers as text (TensorBoard's HParams tab would
+        print them with five significant digits), a global receptive field as `global`."""
+        rf = self.receptive_field
+        field = "global" if math.isinf(rf.analytic.field) else str(int(rf.analytic.field))
+        return {
+            "model.parameters_M": round(self.parameters / 1e6, 4),
+            "model.gflops": round(self.gflops, 4),
+            "model.receptive_field": field,
+            "model.effective_receptive_field": str(rf.empirical.effective),
+            "model.gridding_fraction": round(float(rf.gridding), 4),
+        }
 
     def scalars(self) -> dict[str, float]:
         """Figures for TensorBoard (a global receptive field has no finite value to plot)."""
