@@ -70,8 +70,6 @@ TRAIN_KEYS: dict[str, tuple[Check, str]] = {
     "trainer.log_every": _whole(1),
     "trainer.keep_last": _whole(0),
     "trainer.accumulate": _whole(1),
-    "trainer.coarse_output_stride": _one_of(16, 32),
-    "trainer.coarse_until": _whole(0),
     "trainer.progress_every": _non_negative_number(),
     "optim.lr": _positive_number(),
     "aug.crop_size": _pair_of_whole(1),

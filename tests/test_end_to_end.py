@@ -15,7 +15,7 @@ from conftest import REPO, TINY_TRAIN_OVERRIDES
 
 pytestmark = pytest.mark.e2e
 
-METRIC_KEYS = {"mIoU", "pixel_acc", "mean_acc", "fwIoU", "per_class_iou", "num_images", "checkpoint", "split"}
+METRIC_KEYS = {"mIoU", "pixel_acc", "mean_acc", "fwIoU", "per_class_iou", "num_images", "checkpoint", "split", "precision", "machine"}
 
 
 def run(script: str, *overrides: str) -> subprocess.CompletedProcess:

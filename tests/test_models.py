@@ -7,7 +7,6 @@ from omegaconf import OmegaConf
 from conftest import CONFIGS
 from segdil.engine.builders import build_model, restore_model
 from segdil.engine.checkpoint import save_checkpoint
-from segdil.models.layout import apply_layout, conv_layout
 
 MODEL_CONFIGS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 
@@ -55,22 +54,3 @@ def test_a_checkpoint_runs_at_another_output_stride(compose, tmp_path) -> None:
         assert torch.equal(as_trained(images), trained(images))
         logits = denser(images)
         assert logits.shape == (1, 5, 64, 64) and not torch.allclose(logits, trained(images))
-
-
-def test_a_model_switched_in_place_equals_the_model_built_at_that_stride(compose) -> None:
-    """The coarse phase's switch (segdil.models.layout): same parameters, the built model's layout."""
-    overrides = ["model=deeplabv3_resnet18", "model.backbone.width=8"]
-    model = build_model(compose("train", overrides).model, num_classes=5).eval()
-    coarse = build_model(compose("train", [*overrides, "model.backbone.output_stride=16"]).model, num_classes=5).eval()
-    coarse.load_state_dict(model.state_dict())
-    parameters = list(model.parameters())
-    images = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        own = model(images)
-        apply_layout(model, conv_layout(coarse))
-        assert torch.equal(model(images), coarse(images)) and not torch.allclose(model(images), own)
-        apply_layout(model, conv_layout(build_model(compose("train", overrides).model, num_classes=5)))
-        assert torch.equal(model(images), own)
-    assert all(a is b for a, b in zip(model.parameters(), parameters))
-    with pytest.raises(ValueError, match="other convolutions"):
-        apply_layout(model, conv_layout(build_model(compose("train", ["model=dilated_resnet18_fcn"]).model, 5)))

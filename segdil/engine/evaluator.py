@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from segdil.config_checks import EVAL_KEYS, check_values
@@ -18,9 +18,10 @@ from segdil.data.loader import build_dataset, build_eval_loader
 from segdil.engine.builders import build_transforms, resolve_device, restore_model
 from segdil.engine.distributed import all_reduce_sum
 from segdil.engine.inference import Predictor
-from segdil.engine.precision import autocast_factory
+from segdil.engine.precision import Precision, autocast_factory, choose_precision
 from segdil.engine.prediction_files import PredictionWriter
 from segdil.errors import ConfigError
+from segdil.machine import describe, machine_info
 from segdil.metrics import ConfusionMatrix, format_table
 from segdil.profiling import peak_rss_mib
 from segdil.progress import progress_bar
@@ -57,8 +58,12 @@ def evaluate(
     return confusion
 
 
-def build_predictor(eval_cfg: DictConfig, model: torch.nn.Module, num_classes: int, device: torch.device) -> Predictor:
-    """The inference strategy chosen by the `eval` config node (configs/inference/)."""
+def build_predictor(
+    eval_cfg: DictConfig, model: torch.nn.Module, num_classes: int, device: torch.device, precision: Precision | None = None
+) -> Predictor:
+    """The inference strategy chosen by the `eval` config node (configs/inference/), at `precision`
+    (default: `eval.precision` resolved for `device`)."""
+    precision = precision or choose_precision(eval_cfg.precision, device, "eval.precision")
     return Predictor(
         model,
         num_classes,
@@ -68,7 +73,7 @@ def build_predictor(eval_cfg: DictConfig, model: torch.nn.Module, num_classes: i
         batch_windows=eval_cfg.batch_windows,
         scales=list(eval_cfg.scales),
         flip=eval_cfg.flip,
-        autocast=autocast_factory(eval_cfg.precision, device),
+        autocast=autocast_factory(precision.name, device),
     )
 
 
@@ -87,7 +92,9 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     model, checkpoint, trained_cfg = restore_model(cfg.checkpoint, device, cfg.eval.output_stride)
     if cfg.eval.output_stride is not None:
         log.info(
-            "model run at output stride %d (trained at %d)", cfg.eval.output_stride, trained_cfg.model.backbone.output_stride
+            "model run at output stride %d (trained at %s)",
+            cfg.eval.output_stride,
+            OmegaConf.select(trained_cfg, "model.backbone.output_stride", default="?"),
         )
     class_names = list(checkpoint["class_names"])
 
@@ -100,7 +107,10 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
             "pass the dataset the model was trained on (e.g. dataset=camvid dataset.root=...)"
         )
     loader = build_eval_loader(dataset, cfg.batch_size, cfg.num_workers, device)
-    predictor = build_predictor(cfg.eval, model, len(class_names), device)
+    precision = choose_precision(cfg.eval.precision, device, "eval.precision")
+    machine = machine_info(device)
+    log.info("precision %s (%s) on %s", precision.name, precision.reason, describe(machine))
+    predictor = build_predictor(cfg.eval, model, len(class_names), device, precision)
     on_batch = _prediction_saver(cfg, dataset, checkpoint, run_dir) if cfg.eval.save_predictions else None
 
     start = time.perf_counter()
@@ -117,6 +127,8 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         "num_images": len(dataset),
         "checkpoint": str(Path(cfg.checkpoint).resolve()),
         "split": dataset.split,
+        "precision": precision._asdict(),
+        "machine": machine,
     }
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     log.info("metrics written to %s", run_dir / "metrics.json")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from segdil.config_checks import TRAIN_KEYS, check_values
 from segdil.data.checks import check_labels
 from segdil.data.labels import voc_colormap
 from segdil.data.loader import build_dataset, build_eval_loader, build_train_loader
-from segdil.engine.builders import at_output_stride, build_loss, build_model, build_transforms, resolve_device
+from segdil.engine.builders import build_loss, build_model, build_transforms, resolve_device
 from segdil.engine.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -41,14 +41,15 @@ from segdil.engine.checkpoint import (
 from segdil.engine.distributed import all_reduce_sum, init_distributed, local_device
 from segdil.engine.evaluator import evaluate, peak_memory_mib
 from segdil.engine.inference import Predictor
-from segdil.engine.precision import autocast_factory, grad_scaler
+from segdil.engine.pace import load_average_now, pace_verdict, slow_reasons
+from segdil.engine.precision import autocast_factory, choose_precision, grad_scaler
 from segdil.engine.profiler import step_profiler
 from segdil.engine.tb import RunLogger, prediction_panels
 from segdil.errors import ConfigError, TrainingError
+from segdil.machine import describe, machine_info
 from segdil.metrics import SegmentationMetrics, format_table
-from segdil.models.layout import Layout, apply_layout, conv_layout
 from segdil.models.summary import log_model_summary
-from segdil.progress import ProgressLog, on_terminal, progress_bar
+from segdil.progress import ProgressLog, Throughput, on_terminal, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +66,6 @@ def cudnn_benchmark(setting: bool | None, deterministic: bool, device: torch.dev
     if setting and deterministic:
         raise ConfigError("trainer.cudnn_benchmark=true contradicts trainer.deterministic=true: cuDNN's benchmark picks algorithms by timing")
     return bool(setting)
-
-
-def stride_layouts(model_cfg: DictConfig, num_classes: int, coarse: int | None) -> dict[int, Layout]:
-    """The model's convolution layouts at its own output stride and at `coarse`, for a run that
-    trains its first iterations coarse (`trainer.coarse_output_stride`); {} for one that does not."""
-    if coarse is None:
-        return {}
-    own = model_cfg.backbone.output_stride
-    if coarse <= own:
-        raise ConfigError(
-            f"trainer.coarse_output_stride={coarse}: expected a coarser output stride than the model's "
-            f"{own} (model.backbone.output_stride), or null"
-        )
-    return {
-        stride: conv_layout(build_model(at_output_stride(model_cfg, stride), num_classes, pretrained=False))
-        for stride in (own, coarse)
-    }
 
 
 def seed_everything(seed: int) -> None:
@@ -102,6 +86,16 @@ def stop_requests() -> Iterator[list[int]]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One optimizer step: mean loss, images seen by this process, seconds, seconds waiting for data."""
+
+    loss: float
+    images: int
+    seconds: float
+    wait: float
 
 
 class Trainer:
@@ -151,18 +145,14 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=device_ids)
 
         self.ema = self._build_ema(tc.ema_decay)
-        # Coarse early steps: the model (not its EMA) trains at trainer.coarse_output_stride before
-        # iteration trainer.coarse_until, at its own output stride after; it is validated, saved and
-        # summarised at its own throughout.
-        self.layouts = stride_layouts(cfg.model, len(self.class_names), tc.coarse_output_stride)
-        if tc.coarse_until and not self.layouts:
-            raise ConfigError(f"trainer.coarse_until={tc.coarse_until}: set trainer.coarse_output_stride too (e.g. 16)")
-        self.training_stride = cfg.model.backbone.output_stride if self.layouts else None
         self.optimizer = instantiate(cfg.optim, params=self.model.parameters())
         self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=tc.max_iters)
-        self.autocast = autocast_factory(tc.precision, self.device)
-        self.scaler = grad_scaler(tc.precision, self.device)
+        self.precision = choose_precision(tc.precision, self.device)
+        self.autocast = autocast_factory(self.precision.name, self.device)
+        self.scaler = grad_scaler(self.precision.name, self.device)
         self.criterion = build_loss(cfg.loss, self.train_set, getattr(self.model, "aux_weight", 0.0)).to(self.device)
+        self.machine = machine_info(self.device)
+        self.load_average = load_average_now()
         self.iteration = 0
         self.skipped_steps = 0  # optimizer steps the fp16 GradScaler skipped (gradients overflowed)
         self.best_miou = float("-inf")
@@ -181,80 +171,96 @@ class Trainer:
         written as metrics.json."""
         tc = self.cfg.trainer
         target = min(until or tc.max_iters, tc.max_iters)
-        logger = RunLogger(self.run_dir / "tb", enabled=self.dist.is_main)
-        logger.config(self.cfg)
-        if self.dist.is_main:
-            log_model_summary(self.model, self.train_set[0][0].shape[-2:], logger.writer)
-        log.info(
-            "model %s: %.2fM parameters | %d train / %d val images | %s x %d process(es), precision %s",
-            self.cfg.model.get("name", "?"),
-            sum(p.numel() for p in self.model.parameters()) / 1e6,
-            len(self.train_set),
-            len(self.val_set),
-            self.device,
-            self.dist.world_size,
-            tc.precision,
-        )
-        load_average = [round(load, 2) for load in os.getloadavg()]
-        log.info("load average at start (1, 5, 15 min): %s; training minutes compare between runs on an idle machine", load_average)
-        if self.layouts:
-            log.info(
-                "iterations 1-%d at output stride %d, the rest (and every validation) at the model's own, %d",
-                tc.coarse_until, tc.coarse_output_stride, self.cfg.model.backbone.output_stride,
-            )
-        start = self.clock_start = time.perf_counter()
-        metrics: SegmentationMetrics | None = None
-        interrupted = None
-        batches = self._batches()
-        window = {"images": 0, "seconds": 0.0, "wait": 0.0}
-        steps = {"images": 0, "seconds": 0.0, "wait": 0.0}  # the same sums over the whole call
-        shows_progress = tc.progress and self.dist.is_main
-        progress = ProgressLog(
-            self.iteration, tc.max_iters, plain=shows_progress and not on_terminal(), every_seconds=tc.progress_every
-        )
-        with stop_requests() as stop, logging_redirect_tqdm(), progress_bar(
-            initial=self.iteration, total=tc.max_iters, desc="train", enabled=shows_progress
-        ) as bar, step_profiler(self.run_dir, tc.profile_steps if self.dist.is_main else 0, self.device) as profiler_step:
+        logger = self._start_logging()
+        self.clock_start = time.perf_counter()
+        metrics, interrupted = None, None
+        batches, window, total = self._batches(), Throughput(), Throughput()
+        progress = self._progress_log()
+        with stop_requests() as stop, logging_redirect_tqdm(), self._bar() as bar, self._profiler() as profiler_step:
             while self.iteration < target:
-                self._train_at(self._stride_for_next_step())
-                step_start = time.perf_counter()
-                loss, images, wait, stepped = self._train_step(batches)
-                step_seconds = time.perf_counter() - step_start
-                if not stepped:
+                step = self._train_step(batches)
+                if step is None:  # fp16 gradients overflowed: no progress, counted
                     continue
-                for sums in (window, steps):
-                    sums["images"] += images * self.dist.world_size
-                    sums["seconds"] += step_seconds
-                    sums["wait"] += wait
+                for throughput in (window, total):
+                    throughput.add(step.images * self.dist.world_size, step.seconds, step.wait)
                 bar.update(1)
                 profiler_step()
                 if self.dist.is_main:
-                    progress.step(self.iteration, step_seconds, loss, steps["images"] / steps["seconds"])
-                last = self.iteration == tc.max_iters
-                if self.iteration % tc.log_every == 0 or last:
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
-                    logger.scalars(
-                        {
-                            "train/loss": loss,
-                            "train/lr": lr,
-                            "train/images_per_s": window["images"] / window["seconds"],
-                            "train/data_wait_fraction": window["wait"] / window["seconds"],
-                        },
-                        self.iteration,
-                    )
-                    window = {"images": 0, "seconds": 0.0, "wait": 0.0}
-                if self.iteration % tc.val_every == 0 or last:
-                    with self._at_own_stride():
-                        metrics = self._validate(logger)
-                if self.iteration % tc.ckpt_every == 0 or last or self.iteration == target:
+                    progress.step(self.iteration, step.seconds, step.loss, total.images_per_s)
+                if self._due(tc.log_every):
+                    self._log_train(logger, bar, step.loss, window)
+                    window = Throughput()
+                if self._due(tc.val_every):
+                    metrics = self._validate(logger)
+                if self._due(tc.ckpt_every) or self.iteration == target:
                     self._save_last()
                 if self._agreed_stop(stop):
                     interrupted = signal.Signals(stop[0]).name if stop else "signal on another rank"
                     self._save_last()
                     log.warning("%s at iteration %d: saved %s, exiting", interrupted, self.iteration, self.checkpoint_dir / "last.pt")
                     break
-        elapsed = time.perf_counter() - start
+        return self._finish(logger, metrics, interrupted, total)
+
+    def _due(self, every: int) -> bool:
+        """True at every `every`-th iteration and at the last one."""
+        return self.iteration % every == 0 or self.iteration == self.cfg.trainer.max_iters
+
+    def _start_logging(self) -> RunLogger:
+        """TensorBoard writer, the config and machine records, the run's first lines."""
+        logger = RunLogger(self.run_dir / "tb", enabled=self.dist.is_main)
+        logger.config(self.cfg)
+        machine = describe(self.machine)
+        if logger.writer:
+            logger.writer.add_text("machine", f"{machine}; precision {self.precision.name} ({self.precision.reason})", 0)
+        if self.dist.is_main:
+            summary = log_model_summary(self.model, self.train_set[0][0].shape[-2:], logger.writer)
+            log.info(
+                "model %s: %.2fM parameters, %.3g GFLOPs per image | %d train / %d val images | %s x %d process(es)",
+                summary.name, summary.parameters / 1e6, summary.gflops, len(self.train_set), len(self.val_set),
+                self.device, self.dist.world_size,
+            )
+        log.info("precision %s (%s) on %s", self.precision.name, self.precision.reason, machine)
+        log.debug("load average at start (1, 5, 15 min): %s", self.load_average)
+        return logger
+
+    def _progress_log(self) -> ProgressLog:
+        tc = self.cfg.trainer
+        plain = tc.progress and self.dist.is_main and not on_terminal()
+        return ProgressLog(self.iteration, tc.max_iters, plain, every_seconds=tc.progress_every, on_estimate=self._check_pace)
+
+    def _check_pace(self, step_seconds: float) -> None:
+        """The early estimate against the recipe's `trainer.expected_minutes` for this CPU class."""
+        expected = self.cfg.trainer.expected_minutes
+        if not expected:
+            return
+        minutes = step_seconds * self.cfg.trainer.max_iters / 60
+        reasons = slow_reasons(self.precision, self.machine, self.load_average[0], self.device.type == "cuda")
+        slow, line = pace_verdict(minutes, dict(expected), self.machine["cpu_class"], reasons)
+        (log.warning if slow else log.info)("%s", line)
+
+    def _bar(self):
+        tc = self.cfg.trainer
+        return progress_bar(initial=self.iteration, total=tc.max_iters, desc="train", enabled=tc.progress and self.dist.is_main)
+
+    def _profiler(self):
+        return step_profiler(self.run_dir, self.cfg.trainer.profile_steps if self.dist.is_main else 0, self.device)
+
+    def _log_train(self, logger: RunLogger, bar, loss: float, window: Throughput) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+        logger.scalars(
+            {
+                "train/loss": loss,
+                "train/lr": lr,
+                "train/images_per_s": window.images_per_s,
+                "train/data_wait_fraction": window.wait_fraction,
+            },
+            self.iteration,
+        )
+
+    def _finish(self, logger: RunLogger, metrics: SegmentationMetrics | None, interrupted: str | None, total: Throughput) -> dict:
+        """metrics.json, the final table and the closing lines."""
+        elapsed = time.perf_counter() - self.clock_start
         final = metrics.as_dict(self.class_names) if metrics else None
         if final and not interrupted:
             logger.hparams(self.cfg, {"mIoU": final["mIoU"], "pixel_acc": final["pixel_acc"], "best_mIoU": self.best_miou})
@@ -262,11 +268,13 @@ class Trainer:
         summary = {
             "iterations": self.iteration,
             "seconds": round(elapsed, 3),
-            "step_images_per_s": steps["images"] / steps["seconds"] if steps["seconds"] else None,
-            "data_wait_fraction": steps["wait"] / steps["seconds"] if steps["seconds"] else None,
+            "step_images_per_s": total.images_per_s,
+            "data_wait_fraction": total.wait_fraction,
             "best_mIoU": self.best_miou,
             "train_minutes": round(self._train_seconds() / 60, 3),
-            "load_average_at_start": load_average,
+            "precision": self.precision._asdict(),
+            "machine": self.machine,
+            "load_average_at_start": self.load_average,
             "history": self.history,
             "final": final,
             "interrupted": interrupted,
@@ -299,10 +307,11 @@ class Trainer:
         sampler.set_epoch(*divmod(consumed, sampler.batches_per_epoch))
         yield from self.train_loader  # endless: one iterator, so no stall at epoch starts
 
-    def _train_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int, float, bool]:
-        """One optimizer step; returns (mean loss, images seen by this process, seconds waiting for
-        data, whether the step was taken: False when float16 gradients overflowed)."""
+    def _train_step(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> StepResult | None:
+        """One optimizer step over `trainer.accumulate` micro-batches; None when float16 gradients
+        overflowed and the GradScaler skipped it."""
         tc = self.cfg.trainer
+        started = time.perf_counter()
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         total_loss, images_seen, waited = 0.0, 0, 0.0
@@ -331,35 +340,12 @@ class Trainer:
         self.scaler.update()
         if scale is not None and self.scaler.get_scale() < scale:
             self._count_skipped_step()
-            return total_loss, images_seen, waited, False
+            return None
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.iteration += 1
-        return total_loss, images_seen, waited, True
-
-    def _stride_for_next_step(self) -> int | None:
-        if not self.layouts:
-            return None
-        coarse = self.iteration < self.cfg.trainer.coarse_until
-        return self.cfg.trainer.coarse_output_stride if coarse else self.cfg.model.backbone.output_stride
-
-    def _train_at(self, stride: int | None) -> None:
-        """Lay the trained model's convolutions out for `stride` (None: no coarse phase)."""
-        if stride is None or stride == self.training_stride:
-            return
-        apply_layout(self.model, self.layouts[stride])
-        self.training_stride = stride
-
-    @contextmanager
-    def _at_own_stride(self) -> Iterator[None]:
-        """The model at its own output stride for the block (validation), then as it was."""
-        trained_at = self.training_stride
-        self._train_at(self.cfg.model.backbone.output_stride if self.layouts else None)
-        try:
-            yield
-        finally:
-            self._train_at(trained_at)
+        return StepResult(total_loss, images_seen, time.perf_counter() - started, waited)
 
     def _build_ema(self, decay: float | None) -> AveragedModel | None:
         """An exponential moving average of the weights and BatchNorm statistics (torch's
