@@ -1,4 +1,5 @@
-"""The training loss: cross entropy with ignore pixels, optional class weights, label smoothing and OHEM."""
+"""Training losses: cross entropy with ignored pixels, class weights, label smoothing and OHEM; the
+auxiliary-head weighting that wraps any of them; median-frequency class weights."""
 
 from __future__ import annotations
 
@@ -10,12 +11,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from segdil.data.base import IGNORE_INDEX
+from segdil.errors import ConfigError
+
+
+# How the per-pixel losses become one number: `valid` divides by the (class-weighted) pixels kept,
+# torch's ignore_index mean; `all` by every pixel, ignored ones included, as mmsegmentation does by
+# default (its `avg_non_ignore=False`), which shrinks the loss of sparsely labelled batches.
+AVERAGES = ("valid", "all")
 
 
 class SegmentationLoss(nn.Module):
-    """Pixel-wise cross entropy averaged over the kept pixels, each weighted by its class weight;
-    plus `aux_weight` times the same loss of the auxiliary logits when the Segmentor returns
-    `{"out", "aux"}` (training with an auxiliary head).
+    """Pixel-wise cross entropy with ignored pixels, optional class weights, label smoothing and OHEM:
+    the `_target_` of configs/loss/cross_entropy.yaml. One class rather than composed parts, because
+    the parts act on the same per-pixel losses: OHEM chooses the pixels, class weights weigh them,
+    and the average divides by what was kept.
 
     Label smoothing (`label_smoothing` = eps) trains towards (1 - eps) on the true class and
     eps / C spread over all classes, torch's definition; it keeps scores from growing without
@@ -32,23 +41,19 @@ class SegmentationLoss(nn.Module):
         ohem_thresh: float | None = None,
         ohem_min_kept: int = 100_000,
         ignore_index: int = IGNORE_INDEX,
-        aux_weight: float = 0.0,
         label_smoothing: float = 0.0,
+        average: str = "valid",
     ) -> None:
         super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"loss.label_smoothing={label_smoothing}: expected a value in [0, 1)")
+        if average not in AVERAGES:
+            raise ConfigError(f"loss.average={average!r}: expected one of {list(AVERAGES)}")
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.ohem_thresh, self.ohem_min_kept, self.ignore_index = ohem_thresh, ohem_min_kept, ignore_index
-        self.aux_weight, self.label_smoothing = aux_weight, label_smoothing
+        self.label_smoothing, self.average = label_smoothing, average
 
-    def forward(self, outputs: torch.Tensor | dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        if isinstance(outputs, torch.Tensor):
-            return self._pixel_loss(outputs, target)
-        loss = self._pixel_loss(outputs["out"], target)
-        if "aux" in outputs:
-            loss = loss + self.aux_weight * self._pixel_loss(outputs["aux"], target)
-        return loss
-
-    def _pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         pixel_loss = F.cross_entropy(
             logits, target, self.class_weights, ignore_index=self.ignore_index, reduction="none", label_smoothing=self.label_smoothing
@@ -56,6 +61,8 @@ class SegmentationLoss(nn.Module):
         keep = target != self.ignore_index
         if self.ohem_thresh is not None:
             keep = keep & self._hard_pixels(logits, target, keep)
+        if self.average == "all":
+            return (pixel_loss * keep).sum() / target.numel()
         safe_target = torch.where(keep, target, torch.zeros_like(target))
         pixel_weight = self.class_weights[safe_target] if self.class_weights is not None else torch.ones_like(pixel_loss)
         pixel_weight = pixel_weight * keep
@@ -73,6 +80,20 @@ class SegmentationLoss(nn.Module):
         kept_at_least = min(self.ohem_min_kept, valid_prob.numel())
         threshold = torch.maximum(threshold, valid_prob.kthvalue(kept_at_least).values)
         return prob <= threshold
+
+
+class WithAuxiliary(nn.Module):
+    """`loss(out) + aux_weight * loss(aux)` for a Segmentor with an auxiliary head, which returns
+    `{"out", "aux"}` in training; any loss of (logits, target) composes with it."""
+
+    def __init__(self, loss: nn.Module, aux_weight: float) -> None:
+        super().__init__()
+        self.loss, self.aux_weight = loss, aux_weight
+
+    def forward(self, outputs: torch.Tensor | dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        if isinstance(outputs, torch.Tensor):
+            return self.loss(outputs, target)
+        return self.loss(outputs["out"], target) + self.aux_weight * self.loss(outputs["aux"], target)
 
 
 def median_frequency_weights(masks: Iterable[np.ndarray], num_classes: int) -> torch.Tensor:

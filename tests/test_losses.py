@@ -72,3 +72,32 @@ def test_label_smoothing_out_of_range_is_a_config_error(compose) -> None:
     cfg = compose("train", ["loss.label_smoothing=1.5"])
     with pytest.raises(ConfigError, match=r"loss.label_smoothing=1.5: expected a value in \[0, 1\)"):
         build_loss(cfg.loss, None)
+
+
+def test_average_all_divides_by_every_pixel_as_mmsegmentation_does() -> None:
+    """mmsegmentation's default (avg_non_ignore=False): the weighted per-pixel losses, ignored
+    pixels counting as 0, averaged over all pixels."""
+    logits, target = batch(3)
+    weights = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    per_pixel = F.cross_entropy(logits, target, weight=weights, ignore_index=255, reduction="none")
+    assert torch.allclose(SegmentationLoss(weights, average="all")(logits, target), per_pixel.sum() / target.numel())
+    assert SegmentationLoss(average="all")(logits, target) < SegmentationLoss()(logits, target)  # 1/8 of pixels ignored
+
+
+def test_the_loss_is_chosen_by_its_config_target(compose, tmp_path) -> None:
+    """configs/loss names its class in _target_: another loss is one class and one config."""
+    from segdil.engine.builders import build_loss
+    from segdil.errors import ConfigError
+    from segdil.losses import WithAuxiliary
+
+    cfg = compose("train", ["loss.average=all", "loss.ohem_thresh=0.7"])
+    loss = build_loss(cfg.loss, None)
+    assert isinstance(loss, SegmentationLoss) and loss.average == "all" and loss.ohem_thresh == 0.7
+    cfg.loss = {"_target_": "torch.nn.CrossEntropyLoss", "ignore_index": 255}
+    plain = build_loss(cfg.loss, None, aux_weight=0.5)
+    assert isinstance(plain, WithAuxiliary) and isinstance(plain.loss, torch.nn.CrossEntropyLoss)
+    logits, target = batch()
+    out = {"out": logits, "aux": logits}
+    assert torch.allclose(plain(out, target), 1.5 * F.cross_entropy(logits, target, ignore_index=255))
+    with pytest.raises(ConfigError, match=r"loss.average='pixels': expected one of \['valid', 'all'\]"):
+        build_loss(compose("train", ["loss.average=pixels"]).loss, None)

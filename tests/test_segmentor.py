@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from conftest import TINY_TRAIN_OVERRIDES
 from segdil.engine.builders import build_model
 from segdil.errors import ConfigError
-from segdil.losses import SegmentationLoss
+from segdil.losses import SegmentationLoss, WithAuxiliary
 from segdil.models.summary import forward_gflops, log_model_summary
 
 IMAGES = torch.randn(2, 3, 48, 64)
@@ -30,7 +30,7 @@ def test_loss_weights_the_auxiliary_logits() -> None:
     masks = torch.randint(0, 5, (2, 48, 64))
     masks[0, :4] = 255
     out, aux = torch.randn(2, 5, 48, 64), torch.randn(2, 5, 48, 64)
-    loss = SegmentationLoss(aux_weight=0.4)
+    loss = WithAuxiliary(SegmentationLoss(), aux_weight=0.4)
     expected = F.cross_entropy(out, masks, ignore_index=255) + 0.4 * F.cross_entropy(aux, masks, ignore_index=255)
     assert loss({"out": out, "aux": aux}, masks) == pytest.approx(expected.item())
     assert loss(out, masks) == pytest.approx(F.cross_entropy(out, masks, ignore_index=255).item())

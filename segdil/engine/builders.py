@@ -14,7 +14,7 @@ from segdil.data.base import SegmentationDataset, Transform
 from segdil.engine.checkpoint import is_checkpoint, load_checkpoint, load_model_state
 from segdil.loading import read_weights_file
 from segdil.errors import ConfigError, user_error
-from segdil.losses import SegmentationLoss, median_frequency_weights
+from segdil.losses import WithAuxiliary, median_frequency_weights
 from segdil.models.weights import (
     init_from_checkpoint,
     is_weight_name,
@@ -33,6 +33,18 @@ def resolve_device(name: str) -> torch.device:
     if name.split(":")[0] not in ("cpu", "cuda"):
         raise ConfigError(f"trainer.device={name}: expected auto, cpu, cuda or cuda:N")
     return torch.device(name)
+
+
+def instantiate_or_explain(cfg: dict, **kwargs):
+    """Hydra's instantiate, with a user's mistake (a bad value, a missing file) raised as its own
+    one-line error instead of Hydra's wrapped traceback."""
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as error:
+        cause = user_error(error)
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def start_from(model: nn.Module, init_from: str) -> None:
@@ -60,15 +72,9 @@ def build_model(model_cfg: DictConfig, num_classes: int, pretrained: bool = True
     """
     cfg = OmegaConf.to_container(model_cfg, resolve=True)
     init_from = cfg.pop("init_from", None)
-    if not pretrained and isinstance(cfg.get("backbone"), dict):
+    if not pretrained and isinstance(cfg.get("backbone"), dict) and "weights" in cfg["backbone"]:
         cfg["backbone"]["weights"] = None
-    try:
-        model = instantiate(cfg, num_classes=num_classes, _convert_="all")
-    except InstantiationException as error:
-        cause = user_error(error)
-        if cause is None:
-            raise
-        raise cause from None  # a bad value or a missing file: one line for the user, no traceback
+    model = instantiate_or_explain(cfg, num_classes=num_classes, _convert_="all")
     if pretrained and init_from:
         start_from(model, str(init_from))
     return model
@@ -79,28 +85,29 @@ def build_transforms(aug_cfg: DictConfig) -> tuple[Transform, Transform]:
     return instantiate(aug_cfg.train), instantiate(aug_cfg.val)
 
 
-def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset, aux_weight: float = 0.0) -> SegmentationLoss:
-    """Cross entropy with the configured class weights (a list, `median_frequency`, or null),
-    label smoothing, OHEM, and the model's auxiliary-head weight."""
-    smoothing = float(loss_cfg.label_smoothing)
-    if not 0.0 <= smoothing < 1.0:
-        raise ConfigError(f"loss.label_smoothing={smoothing}: expected a value in [0, 1)")
-    num_classes = train_set.num_classes
-    weights = loss_cfg.class_weights
+def build_loss(loss_cfg: DictConfig, train_set: SegmentationDataset, aux_weight: float = 0.0) -> nn.Module:
+    """Instantiate `cfg.loss` (its `_target_` is a loss of (logits, target)), with its `class_weights`
+    resolved on the train split when it has that key; wrapped to weigh the auxiliary head's loss by
+    `aux_weight` when the model has one."""
+    cfg = OmegaConf.to_container(loss_cfg, resolve=True)
+    if "class_weights" in cfg:
+        cfg["class_weights"] = class_weights(cfg["class_weights"], train_set)
+    loss = instantiate_or_explain(cfg)
+    return WithAuxiliary(loss, aux_weight) if aux_weight > 0 else loss
+
+
+def class_weights(weights: str | list | None, train_set: SegmentationDataset) -> torch.Tensor | None:
+    """`loss.class_weights`: null, a list with one weight per class, or median_frequency (computed on
+    the train split)."""
     if weights is None:
-        class_weights = None
-    elif weights == "median_frequency":
-        class_weights = median_frequency_weights((train_set.load_mask(i) for i in range(len(train_set))), num_classes)
-    else:
-        class_weights = torch.tensor(list(weights), dtype=torch.float32)
-        if class_weights.numel() != num_classes:
-            raise ConfigError(
-                f"loss.class_weights has {class_weights.numel()} values: expected {num_classes} "
-                "(one per class), median_frequency or null"
-            )
-    return SegmentationLoss(
-        class_weights, loss_cfg.ohem_thresh, loss_cfg.ohem_min_kept, aux_weight=aux_weight, label_smoothing=smoothing
-    )
+        return None
+    num_classes = train_set.num_classes
+    if weights == "median_frequency":
+        return median_frequency_weights((train_set.load_mask(i) for i in range(len(train_set))), num_classes)
+    if isinstance(weights, str) or len(weights) != num_classes:
+        given = repr(weights) if isinstance(weights, str) else f"{len(weights)} values"
+        raise ConfigError(f"loss.class_weights has {given}: expected {num_classes} (one per class), median_frequency or null")
+    return torch.tensor(list(weights), dtype=torch.float32)
 
 
 def at_output_stride(model_cfg: DictConfig, output_stride: int | None) -> DictConfig:

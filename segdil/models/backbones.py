@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -34,6 +33,7 @@ from torchvision.ops import Conv2dNormActivation
 
 from segdil.errors import ConfigError
 from segdil.loading import read_weights_file
+from segdil.models.contract import FeatureInfo
 from segdil.models.weights import is_weight_name, load_matching, torchvision_resnet_state
 
 # Blocks per stage, from He et al. 2016 (Table 1); 10 is the common reduced variant.
@@ -60,13 +60,6 @@ ARCHS = ("resnet", "drn_c", "drn_d")
 
 # Dilations of the degridding levels that follow `layer4` in DRN-C / DRN-D (the paper's levels 7, 8).
 DEGRID_DILATIONS = (2, 1)
-
-
-class FeatureInfo(NamedTuple):
-    """Channels and stride (input pixels per feature pixel) of one named backbone output."""
-
-    channels: int
-    stride: int
 
 
 def _set_dilation(conv: nn.Conv2d, dilation: int) -> None:
@@ -120,7 +113,8 @@ def _degrid_level(arch: str, in_channels: int, channels: int, dilation: int) -> 
 
 
 class DilatedResNet(nn.Module):
-    """ResNet whose last stages trade stride for dilation (optionally with DRN's degridding).
+    """ResNet whose last stages trade stride for dilation (optionally with DRN's degridding); a
+    `segdil.models.contract.Backbone`.
 
     `forward` returns an ordered dict of the stage outputs (`layer1` .. `layer4`, then `layer5`,
     `layer6` for DRN) plus `out`, the last of them, so that heads pick features by name.
@@ -183,6 +177,8 @@ class DilatedResNet(nn.Module):
                 self.feature_info[name] = FeatureInfo(in_channels, stride)
             self.stage_names += ("layer5", "layer6")
         self.feature_info["out"] = self.feature_info[self.stage_names[-1]]
+        # The auxiliary head reads the stage before the last ResNet stage, as in PSPNet and torchvision.
+        self.aux_feature = "layer3" if "layer3" in self.feature_info else None
 
         self._init_weights()
 

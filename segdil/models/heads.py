@@ -18,7 +18,7 @@ from torchvision.models.segmentation.fcn import FCNHead as TorchvisionFCNHead
 from torchvision.ops import Conv2dNormActivation
 
 from segdil.errors import ConfigError
-from segdil.models.backbones import FeatureInfo
+from segdil.models.contract import FeatureInfo
 
 # DeepLabv3 (Chen et al. 2017) states its ASPP rates at output stride 16; they double at 8.
 RATES_OUTPUT_STRIDE = 16

@@ -1,5 +1,5 @@
 """The Segmentor composes backbone -> [context] -> head -> [context] and returns logits at input
-size; `segdil.losses.SegmentationLoss` is the one place where its outputs become a loss."""
+size; the backbone is anything that meets `segdil.models.contract.Backbone`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torchvision.models.segmentation.deeplabv3 import ASPPPooling
 from torchvision.ops import Conv2dNormActivation
 
 from segdil.errors import ConfigError
-from segdil.models.backbones import DilatedResNet, FeatureInfo
+from segdil.models.contract import Backbone, FeatureInfo
 from segdil.models.heads import fcn_head
 
 # Where the context module runs: on the class scores after the head (Yu & Koltun), or on the
@@ -30,12 +30,12 @@ class Segmentor(nn.Module):
     """Backbone features -> [context on features] -> head -> [context on scores] -> bilinear upsampling.
 
     `forward` returns the logits (N x C x H x W at the input's size), except in training mode
-    with an auxiliary head: then `{"out": logits, "aux": aux_logits}` for SegmentationLoss.
+    with an auxiliary head: then `{"out": logits, "aux": aux_logits}` for segdil.losses.WithAuxiliary.
     """
 
     def __init__(
         self,
-        backbone: DilatedResNet,
+        backbone: Backbone,
         head: nn.Module,
         num_classes: int,
         context: nn.Module | None = None,
@@ -105,7 +105,7 @@ def _feature_context(
 
 def build_segmentor(
     num_classes: int,
-    backbone: DilatedResNet,
+    backbone: Backbone,
     head: Callable[[Mapping[str, FeatureInfo], int], nn.Module],
     context: Callable[[int], nn.Module] | None = None,
     context_placement: str = "scores",
@@ -118,10 +118,15 @@ def build_segmentor(
     that receive what is only known here: the features' channels and strides, and the number
     of classes (the context module receives its channel count).
 
-    `aux_weight > 0` adds torchvision's FCN head on `layer3` (used in training only) whose
-    cross-entropy is weighted by `aux_weight` in SegmentationLoss. `freeze` names parts
+    `aux_weight > 0` adds torchvision's FCN head on the backbone's `aux_feature` (layer3 of a ResNet;
+    used in training only) whose loss is weighted by `aux_weight` (segdil.losses.WithAuxiliary). `freeze` names parts
     (backbone, head, context, aux_head) that are not trained (see `Segmentor.freeze`).
     """
+    if not isinstance(backbone, Backbone):
+        raise ConfigError(
+            f"model.backbone: {type(backbone).__name__} is not a backbone; expected a module with feature_info, "
+            "output_stride and aux_feature (segdil.models.contract.Backbone)"
+        )
     if context_placement not in CONTEXT_PLACEMENTS:
         raise ConfigError(f"model.context_placement={context_placement!r}: expected one of {list(CONTEXT_PLACEMENTS)}")
     if context_width is not None and (context_placement != "features" or context_width < 1):
@@ -137,7 +142,9 @@ def build_segmentor(
         context_module = context(num_classes)
     elif context is not None:
         context_module, feature_info["out"] = _feature_context(context, feature_info["out"], context_width)
-    aux_head = fcn_head(backbone.feature_info, num_classes, feature="layer3") if aux_weight > 0 else None
+    if aux_weight > 0 and backbone.aux_feature is None:
+        raise ConfigError(f"model.aux_weight={aux_weight}: this backbone has no feature for an auxiliary head (aux_feature)")
+    aux_head = fcn_head(backbone.feature_info, num_classes, feature=backbone.aux_feature) if aux_weight > 0 else None
     segmentor = Segmentor(
         backbone,
         head(feature_info, num_classes),
