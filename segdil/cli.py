@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from segdil.errors import SegdilError, user_error
+from segdil.machine import describe, machine_info
 
 log = logging.getLogger("segdil")
 
@@ -107,9 +108,12 @@ def check_group_choices(arguments: list[str], configs: Path) -> None:
 
 
 def publish(table: str, result: dict, output: str | Path) -> None:
-    """A benchmark's ending: print its table, write its JSON result to `output`."""
+    """A benchmark's ending: print the machine and its table, write its JSON result, with the
+    machine's facts, to `output`."""
+    machine = machine_info()
+    print(f"machine: {describe(machine)}, torch {machine['torch_version']}")
     print(table)
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
+    path.write_text(json.dumps({**result, "machine": machine}, indent=2))
     log.info("written to %s", path)

@@ -49,9 +49,8 @@ def cpu_class() -> str:
     return capability
 
 
-def machine_info(device: torch.device | None = None) -> dict:
-    """The machine facts every record carries (JSON-ready)."""
-    cuda = device is not None and device.type == "cuda"
+def machine_info() -> dict:
+    """The machine facts every record carries (JSON-ready); `gpu` names the first CUDA device, if any."""
     return {
         "cpu_model": cpu_model(),
         "cpu_class": cpu_class(),
@@ -59,7 +58,7 @@ def machine_info(device: torch.device | None = None) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
-        "gpu": torch.cuda.get_device_name(device) if cuda else None,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
 

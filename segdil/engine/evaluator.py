@@ -108,7 +108,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         )
     loader = build_eval_loader(dataset, cfg.batch_size, cfg.num_workers, device)
     precision = choose_precision(cfg.eval.precision, device, "eval.precision")
-    machine = machine_info(device)
+    machine = machine_info()
     log.info("precision %s (%s) on %s", precision.name, precision.reason, describe(machine))
     predictor = build_predictor(cfg.eval, model, len(class_names), device, precision)
     on_batch = _prediction_saver(cfg, dataset, checkpoint, run_dir) if cfg.eval.save_predictions else None

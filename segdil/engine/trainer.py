@@ -26,7 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from segdil.config_checks import TRAIN_KEYS, check_values
-from segdil.data.checks import check_labels
+from segdil.data.checks import check_labels, evenly_spaced
 from segdil.data.labels import voc_colormap
 from segdil.data.loader import build_dataset, build_eval_loader, build_train_loader
 from segdil.engine.builders import build_loss, build_model, build_transforms, resolve_device
@@ -38,18 +38,20 @@ from segdil.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from segdil.engine.closing import closing_lines, single_class_note
 from segdil.engine.distributed import all_reduce_sum, init_distributed, local_device
 from segdil.engine.evaluator import evaluate, peak_memory_mib
 from segdil.engine.inference import Predictor
 from segdil.engine.pace import load_average_now, pace_verdict, slow_reasons
 from segdil.engine.precision import autocast_factory, choose_precision, grad_scaler
 from segdil.engine.profiler import step_profiler
-from segdil.engine.tb import RunLogger, prediction_panels
+from segdil.engine.tb import RunLogger
 from segdil.errors import ConfigError, TrainingError
 from segdil.machine import describe, machine_info
 from segdil.metrics import SegmentationMetrics, format_table
 from segdil.models.summary import log_model_summary
 from segdil.progress import ProgressLog, Throughput, on_terminal, progress_bar
+from segdil.viz import prediction_panels
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +153,7 @@ class Trainer:
         self.autocast = autocast_factory(self.precision.name, self.device)
         self.scaler = grad_scaler(self.precision.name, self.device)
         self.criterion = build_loss(cfg.loss, self.train_set, getattr(self.model, "aux_weight", 0.0)).to(self.device)
-        self.machine = machine_info(self.device)
+        self.machine = machine_info()
         self.load_average = load_average_now()
         self.iteration = 0
         self.skipped_steps = 0  # optimizer steps the fp16 GradScaler skipped (gradients overflowed)
@@ -206,19 +208,18 @@ class Trainer:
         return self.iteration % every == 0 or self.iteration == self.cfg.trainer.max_iters
 
     def _start_logging(self) -> RunLogger:
-        """TensorBoard writer, the config and machine records, the run's first lines."""
-        logger = RunLogger(self.run_dir / "tb", enabled=self.dist.is_main)
-        logger.config(self.cfg)
+        """TensorBoard (events in the run directory; layout, config, model, machine and hparams at
+        once) and the run's first lines: one for the model and data, one for the precision."""
+        logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
         machine = describe(self.machine)
-        if logger.writer:
-            logger.writer.add_text("machine", f"{machine}; precision {self.precision.name} ({self.precision.reason})", 0)
-        if self.dist.is_main:
-            summary = log_model_summary(self.model, self.train_set[0][0].shape[-2:], logger.writer)
+        summary = log_model_summary(self.model, self.train_set[0][0].shape[-2:]) if self.dist.is_main else None
+        if summary is not None:
             log.info(
-                "model %s: %.2fM parameters, %.3g GFLOPs per image | %d train / %d val images | %s x %d process(es)",
-                summary.name, summary.parameters / 1e6, summary.gflops, len(self.train_set), len(self.val_set),
-                self.device, self.dist.world_size,
+                "%s | %d train / %d val images | %s x %d process(es)",
+                summary.headline(), len(self.train_set), len(self.val_set), self.device, self.dist.world_size,
             )
+        precision = f"precision {self.precision.name} ({self.precision.reason})"
+        logger.start(self.cfg, self.class_names, summary, machine=f"{machine}; {precision}", precision=self.precision.name)
         log.info("precision %s (%s) on %s", self.precision.name, self.precision.reason, machine)
         log.debug("load average at start (1, 5, 15 min): %s", self.load_average)
         return logger
@@ -248,23 +249,12 @@ class Trainer:
     def _log_train(self, logger: RunLogger, bar, loss: float, window: Throughput) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
-        logger.scalars(
-            {
-                "train/loss": loss,
-                "train/lr": lr,
-                "train/images_per_s": window.images_per_s,
-                "train/data_wait_fraction": window.wait_fraction,
-            },
-            self.iteration,
-        )
+        logger.train_scalars(self.iteration, loss, lr, window.images_per_s, window.wait_fraction)
 
     def _finish(self, logger: RunLogger, metrics: SegmentationMetrics | None, interrupted: str | None, total: Throughput) -> dict:
         """metrics.json, the final table and the closing lines."""
         elapsed = time.perf_counter() - self.clock_start
         final = metrics.as_dict(self.class_names) if metrics else None
-        if final and not interrupted:
-            logger.hparams(self.cfg, {"mIoU": final["mIoU"], "pixel_acc": final["pixel_acc"], "best_mIoU": self.best_miou})
-        logger.close()
         summary = {
             "iterations": self.iteration,
             "seconds": round(elapsed, 3),
@@ -288,16 +278,16 @@ class Trainer:
             (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         if metrics and not interrupted:
             log.info("final validation:\n%s", format_table(metrics, self.class_names))
-        log.info(
-            "done: %d iterations in %.0f s (data wait %.1f%% of step time) | best val mIoU %.4f | checkpoints in %s | "
-            "TensorBoard: tensorboard --logdir %s",
-            self.iteration,
-            elapsed,
-            100 * (summary["data_wait_fraction"] or 0.0),
-            self.best_miou,
-            self.checkpoint_dir,
-            self.run_dir / "tb",
+        note = single_class_note(metrics, self.class_names) if metrics else None
+        done = (
+            f"done: {self.iteration} iterations in {elapsed:.0f} s (data wait "
+            f"{100 * (summary['data_wait_fraction'] or 0.0):.1f}% of step time) | best val mIoU {self.best_miou:.4f}"
         )
+        closing = [*([note] if note else []), done, *closing_lines(self.run_dir, self.history)]
+        for line in closing:
+            log.info("%s", line)
+        complete = not interrupted and self.iteration >= self.cfg.trainer.max_iters
+        logger.finish("  \n".join(closing), self.iteration, complete)
         return summary
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -389,26 +379,26 @@ class Trainer:
         self.history.append(
             {"iteration": self.iteration, "minutes": round(seconds / 60, 3), "mIoU": metrics.miou, "pixel_acc": metrics.pixel_acc}
         )
-        logger.validation(confusion, self.class_names, self._panels(), self.iteration)
-        logger.scalars({"val_by_seconds/mIoU": metrics.miou}, round(seconds))
         log.info("iter %d (%.1f min): val mIoU %.4f, pixel acc %.4f", self.iteration, seconds / 60, metrics.miou, metrics.pixel_acc)
         if metrics.miou > self.best_miou:
             self.best_miou = metrics.miou
             if self.dist.is_main:
                 save_checkpoint(self.checkpoint_dir / "best.pt", self._state())
+        logger.validation_results(self.iteration, confusion, seconds, self.best_miou, self._panels())
         return metrics
 
     @torch.no_grad()
     def _panels(self) -> torch.Tensor | None:
-        """Input, ground truth and prediction for the first `trainer.val_panels` val images."""
-        count = min(self.cfg.trainer.val_panels, len(self.val_set))
-        if not self.dist.is_main or count == 0:
+        """Input, ground truth and prediction for `trainer.val_panels` val images spread evenly
+        over the split (consecutive frames of a video look alike), the same at every validation."""
+        indices = evenly_spaced(len(self.val_set), self.cfg.trainer.val_panels)
+        if not self.dist.is_main or len(indices) == 0:
             return None
-        images, masks = zip(*(self.val_set[index] for index in range(count)))
+        images, masks = zip(*(self.val_set[int(index)] for index in indices))
         images, masks = torch.stack(images), torch.stack(masks)
         with self.autocast():
             predictions = self.evaluated_model(images.to(self.device, memory_format=self.memory_format)).argmax(dim=1)
-        return prediction_panels(images, masks, predictions.cpu(), self.palette)
+        return prediction_panels(images, masks, predictions.cpu(), self.palette, self.class_names)
 
     def _train_seconds(self) -> float:
         """Wall-clock seconds since training started (validation and checkpoints included), across resumes."""
