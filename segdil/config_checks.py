@@ -83,6 +83,7 @@ EVAL_KEYS: dict[str, tuple[Check, str]] = {
     "eval.scales": _positive_list(),
     "eval.crop": _pair_of_whole(1),
     "eval.stride": _pair_of_whole(1),
+    "eval.pad_to": _pair_of_whole(1),
     "eval.batch_windows": _whole(1),
     "eval.output_stride": _one_of(8, 16, 32),
     "aug.val_scale": _positive_number(),

@@ -74,6 +74,7 @@ def build_predictor(
         scales=list(eval_cfg.scales),
         flip=eval_cfg.flip,
         autocast=autocast_factory(precision.name, device),
+        pad_to=None if eval_cfg.pad_to is None else list(eval_cfg.pad_to),
     )
 
 

@@ -2,7 +2,9 @@
 
 Every strategy returns class probabilities (softmax) at the input's size; test-time
 augmentation averages probabilities, so the single-scale, unflipped result has the same argmax
-as the raw logits.
+as the raw logits. `pad_to` first pads the (normalised) images with 0, the mean pixel, at the
+bottom and right to a fixed size, and crops the result back: TF DeepLab's evaluation of VOC on
+513x513 inputs.
 """
 
 from __future__ import annotations
@@ -62,12 +64,23 @@ def slide_logits(
     return logits / counts
 
 
+def pad_bottom_right(images: torch.Tensor, size: Sequence[int] | None) -> torch.Tensor:
+    """Images padded with 0 at the bottom and right to at least `size` [height, width]; a side
+    already as long stays as it is. After normalisation 0 is the mean pixel, TF DeepLab's fill."""
+    if size is None:
+        return images
+    height, width = images.shape[-2:]
+    return F.pad(images, (0, max(0, size[1] - width), 0, max(0, size[0] - height)))
+
+
 class Predictor:
     """Class probabilities for a batch of normalised images with the chosen strategy.
 
     mode: `whole` (one forward per image) or `slide` (windows of `crop` every `stride`);
     scales: resize factors, each result resized back (bilinear) before averaging;
-    flip: also run the horizontally flipped image and flip its result back.
+    flip: also run the horizontally flipped image and flip its result back;
+    pad_to: run all of that on the images padded to this [height, width] (bottom and right, the
+    mean pixel), then keep the input's own pixels.
     """
 
     def __init__(
@@ -81,6 +94,7 @@ class Predictor:
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
         autocast: Callable[[], ContextManager] = nullcontext,
+        pad_to: Sequence[int] | None = None,
     ) -> None:
         if mode not in ("whole", "slide"):
             raise ConfigError(f"eval.mode={mode!r}: expected 'whole' or 'slide'")
@@ -91,6 +105,9 @@ class Predictor:
         self.model, self.num_classes = model, num_classes
         self.mode, self.crop, self.stride, self.batch_windows = mode, crop, stride, batch_windows
         self.scales, self.flip, self.autocast = [float(s) for s in scales], flip, autocast
+        if pad_to is not None and (len(pad_to) != 2 or min(pad_to) < 1):
+            raise ConfigError(f"eval.pad_to={list(pad_to)}: expected null or [height, width], whole numbers >= 1")
+        self.pad_to = None if pad_to is None else [int(v) for v in pad_to]
 
     def _logits(self, images: torch.Tensor) -> torch.Tensor:
         with self.autocast():
@@ -100,6 +117,11 @@ class Predictor:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        return self._averaged(pad_bottom_right(images, self.pad_to))[..., :height, :width]
+
+    def _averaged(self, images: torch.Tensor) -> torch.Tensor:
+        """Probabilities averaged over the scales and flips."""
         size = images.shape[-2:]
         total = None
         for scale in self.scales:
