@@ -128,7 +128,7 @@ def table(result: dict) -> str:
     )
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="bench_data")
+@hydra.main(version_base="1.3", config_path="../configs", config_name="scripts/bench_data")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         result = bench(cfg, run_dir())

@@ -122,7 +122,7 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="bench_eval")
+@hydra.main(version_base="1.3", config_path="../configs", config_name="scripts/bench_eval")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         result = bench(cfg)

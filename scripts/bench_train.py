@@ -266,7 +266,7 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="bench_train")
+@hydra.main(version_base="1.3", config_path="../configs", config_name="scripts/bench_train")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         result = bench(cfg, run_dir())

@@ -1,4 +1,4 @@
-"""Leave-one-sequence-out cross-validation on CamVid (see configs/camvid_loso.yaml):
+"""Leave-one-sequence-out cross-validation on CamVid (see configs/scripts/camvid_loso.yaml):
 
     python scripts/camvid_loso.py dataset.root=../shared/data/camvid [train.py overrides]
 
@@ -62,7 +62,7 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="camvid_loso")
+@hydra.main(version_base="1.3", config_path="../configs", config_name="scripts/camvid_loso")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         result = leave_one_sequence_out(cfg, run_dir())

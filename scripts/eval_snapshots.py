@@ -1,4 +1,4 @@
-"""Score every iteration snapshot of a train.py run on one split (see configs/eval_snapshots.yaml):
+"""Score every iteration snapshot of a train.py run on one split (see configs/scripts/eval_snapshots.yaml):
 
     python scripts/eval_snapshots.py run=RUN_DIR dataset=camvid dataset.root=PATH dataset.holdout=0006R0 dataset.split=holdout
 
@@ -54,7 +54,7 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="eval_snapshots")
+@hydra.main(version_base="1.3", config_path="../configs", config_name="scripts/eval_snapshots")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         result = score_snapshots(cfg, run_dir())

@@ -9,7 +9,7 @@ from segdil.cli import run_dir, user_errors
 from segdil.engine.export import export_checkpoint
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="export")
+@hydra.main(version_base="1.3", config_path="../configs", config_name="scripts/export")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         export_checkpoint(cfg, run_dir())

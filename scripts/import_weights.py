@@ -4,7 +4,7 @@
         dataset=voc out=/tmp/deeplabv3_resnet50_coco.pt
     python eval.py checkpoint=/tmp/deeplabv3_resnet50_coco.pt dataset=voc dataset.root=data/voc
 
-Composes `configs/import_weights.yaml` (the training config plus `out`) with Hydra overrides as
+Composes `configs/scripts/import_weights.yaml` (the training config plus `out`) with Hydra overrides as
 train.py takes them, builds the model (`model.init_from` loads the weights: a segdil checkpoint,
 a torchvision FCN / DeepLabV3 state-dict file or torchvision's weight name) and saves it with
 the dataset's class names and palette. No data is read: the classes are the dataset's own.
@@ -51,7 +51,7 @@ def import_weights(cfg: DictConfig) -> Path:
 
 def main(overrides: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = compose_or_exit(REPO / "configs", "import_weights", overrides)
+    cfg = compose_or_exit(REPO / "configs", "scripts/import_weights", overrides)
     with user_errors():
         import_weights(cfg)
 

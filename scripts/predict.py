@@ -9,7 +9,7 @@ from segdil.cli import run_dir, user_errors
 from segdil.engine.predict import predict_images
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
+@hydra.main(version_base="1.3", config_path="../configs", config_name="scripts/predict")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         predict_images(cfg, run_dir())

@@ -1,6 +1,6 @@
 """Receptive field of a configured model: `python scripts/receptive_field.py model=NAME [overrides]`.
 
-Composes `configs/receptive_field.yaml` (the training config plus `rf.*`) with Hydra overrides
+Composes `configs/scripts/receptive_field.yaml` (the training config plus `rf.*`) with Hydra overrides
 as train.py takes them, builds the model and prints its summary (parameters, GFLOPs, output
 stride), the analytic table (one row per convolution, pooling or resizing, in forward order)
 and the empirical figures: non-zero extent and 95 % square of the gradient of the central
@@ -44,7 +44,7 @@ def report(cfg: DictConfig) -> str:
 
 def main(overrides: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = compose_or_exit(REPO / "configs", "receptive_field", overrides)
+    cfg = compose_or_exit(REPO / "configs", "scripts/receptive_field", overrides)
     with user_errors():
         print(report(cfg))
 

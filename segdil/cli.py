@@ -12,8 +12,10 @@ from datetime import datetime
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.object_type import ObjectType
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -43,7 +45,16 @@ def group_options(group: str) -> str:
     hydra = GlobalHydra.instance()
     if not hydra.is_initialized():
         return ""
-    return ", ".join(sorted(hydra.config_loader().get_group_options(group)))
+    return ", ".join(nested_options(hydra.config_loader(), group))
+
+
+def nested_options(loader: ConfigLoader, group: str) -> list[str]:
+    """A group's options with those of its folders (`experiment=camvid/fast`), without the shared
+    parts whose names start with `_` (`camvid/_base`): what a user can choose."""
+    names = [name for name in loader.get_group_options(group) if not name.startswith("_")]
+    for folder in loader.get_group_options(group, results_filter=ObjectType.GROUP):
+        names += [f"{folder}/{name}" for name in nested_options(loader, f"{group}/{folder}")]
+    return sorted(names)
 
 
 OmegaConf.register_new_resolver("segdil_group_options", group_options, replace=True)
@@ -88,8 +99,10 @@ def user_errors() -> Iterator[None]:
 
 
 def group_choices(configs: Path, group: str) -> list[str]:
-    """The options of a config group: the YAML files in `configs/<group>/`."""
-    return sorted(path.stem for path in (configs / group).glob("*.yaml"))
+    """The options of a config group: the YAML files in `configs/<group>/` and its folders
+    (`camvid/fast`), without the shared parts whose names start with `_`."""
+    paths = (configs / group).rglob("*.yaml")
+    return sorted(path.relative_to(configs / group).with_suffix("").as_posix() for path in paths if not path.name.startswith("_"))
 
 
 def check_group_choices(arguments: list[str], configs: Path) -> None:

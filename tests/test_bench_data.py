@@ -13,7 +13,7 @@ def test_bench_data_table(tmp_path: Path, compose) -> None:
         make_camvid(tmp_path, split, {f"{split}{k}": camvid_mask(k) for k in range(4)})
     tiny = ["model.backbone.width=8", "aug.crop_size=[16,16]", "data.batch_size=2"]
     bench_once = ["bench.workers=[0]", "bench.batches=1", "bench.warmup_steps=0"]
-    cfg = compose("bench_data", [f"dataset.root={tmp_path}", *tiny, *bench_once])
+    cfg = compose("scripts/bench_data", [f"dataset.root={tmp_path}", *tiny, *bench_once])
     bench = load_script("bench_data")
     result = bench.bench(cfg, tmp_path)
     (row,) = result["rows"]

@@ -14,7 +14,7 @@ TINY = ["~experiment", "model=tiny_context", "dataset.size=32", "data.batch_size
 
 def test_bench_train_rows_flops_and_targets(tmp_path: Path, compose) -> None:
     once = ["bench.steps=1", "bench.warmup=1", "bench.torchvision=deeplabv3_mobilenet_v3_large", "bench.torchvision_steps=1"]
-    cfg = compose("bench_train", [*TINY, *once])
+    cfg = compose("scripts/bench_train", [*TINY, *once])
     bench = load_script("bench_train")
     result = bench.bench(cfg, tmp_path)
     names = [(r["name"], r["setting"]) for r in result["rows"]]
@@ -42,7 +42,7 @@ def test_bench_train_rows_flops_and_targets(tmp_path: Path, compose) -> None:
 
 def test_bench_eval_times_metric_updates_inside_the_loop(compose) -> None:
     strategies = "bench.strategies=[{name: whole}, {name: slide, mode: slide, crop: [16, 16], stride: [12, 12]}]"
-    cfg = compose("bench_eval", [*TINY, "bench.images=4", strategies])
+    cfg = compose("scripts/bench_eval", [*TINY, "bench.images=4", strategies])
     bench = load_script("bench_eval")
     original = ConfusionMatrix.update
     result = bench.bench(cfg)

@@ -99,7 +99,7 @@ def three_streets(tmp_path: Path) -> Path:
 def test_leave_one_sequence_out_trains_a_fold_per_sequence(compose, three_streets: Path, tmp_path: Path) -> None:
     loso = load_script("camvid_loso")
     overrides = [*TINY, f"dataset.root={three_streets}", "loso.sequences=[A,B,C]", f"loso.output={tmp_path}/loso.json"]
-    result = loso.leave_one_sequence_out(compose("camvid_loso", overrides), tmp_path / "folds")
+    result = loso.leave_one_sequence_out(compose("scripts/camvid_loso", overrides), tmp_path / "folds")
     folds = {fold["holdout"]: fold for fold in result["folds"]}
     assert {name: (fold["train_frames"], fold["val_frames"]) for name, fold in folds.items()} == {
         "A": (7, 3), "B": (7, 3), "C": (6, 4)
@@ -111,17 +111,17 @@ def test_leave_one_sequence_out_trains_a_fold_per_sequence(compose, three_street
 
 
 def test_leave_one_sequence_out_holds_out_the_three_camvid_sequences_by_name(compose) -> None:
-    assert list(compose("camvid_loso", []).loso.sequences) == ["0001TP", "0006R0", "0016E5"]
+    assert list(compose("scripts/camvid_loso", []).loso.sequences) == ["0001TP", "0006R0", "0016E5"]
 
 
 def test_snapshots_are_scored_on_another_split_with_their_minutes(compose, three_streets: Path, tmp_path: Path) -> None:
     from segdil.engine.trainer import Trainer
 
-    train = compose("train", ["experiment=camvid_context", *TINY, f"dataset.root={three_streets}", "dataset.holdout=B", "trainer.ckpt_every=1", "trainer.keep_last=5"])
+    train = compose("train", ["experiment=camvid/resnet18_context", *TINY, f"dataset.root={three_streets}", "dataset.holdout=B", "trainer.ckpt_every=1", "trainer.keep_last=5"])
     Trainer(train, tmp_path / "run").fit()
     snapshots = load_script("eval_snapshots")
     cfg = compose(
-        "eval_snapshots",
+        "scripts/eval_snapshots",
         [f"run={tmp_path / 'run'}", "dataset=camvid", f"dataset.root={three_streets}", "dataset.holdout=B", "dataset.split=holdout",
          "aug.crop_size=[16,16]", "batch_size=2", f"output={tmp_path}/snapshots.json"],
     )
@@ -130,4 +130,4 @@ def test_snapshots_are_scored_on_another_split_with_their_minutes(compose, three
     assert 0 < result["rows"][0]["minutes"] <= result["rows"][1]["minutes"]
     assert (tmp_path / "scores/iter_0000002/metrics.json").is_file()
     with pytest.raises(ConfigError, match="no checkpoints/iter_"):
-        snapshots.score_snapshots(compose("eval_snapshots", [f"run={tmp_path}"]), tmp_path / "none")
+        snapshots.score_snapshots(compose("scripts/eval_snapshots", [f"run={tmp_path}"]), tmp_path / "none")

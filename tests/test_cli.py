@@ -18,6 +18,16 @@ def configs(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_options_in_folders_count_and_shared_parts_do_not(configs: Path) -> None:
+    (configs / "experiment" / "camvid").mkdir(parents=True)
+    for name in ("camvid/_base", "camvid/fast", "plain"):
+        (configs / "experiment" / f"{name}.yaml").write_text("{}\n")
+    assert group_choices(configs, "experiment") == ["camvid/fast", "plain"]
+    check_group_choices(["experiment=camvid/fast"], configs)
+    with pytest.raises(SystemExit):
+        check_group_choices(["experiment=camvid/_base"], configs)
+
+
 def test_known_options_values_and_other_overrides_pass(configs: Path) -> None:
     check_group_choices(["model=a", "+dataset=camvid", "model.width=8", "model=a,b", "experiment=x", "~model", "model=null"], configs)
     assert group_choices(configs, "model") == ["a", "b"]

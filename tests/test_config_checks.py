@@ -33,7 +33,7 @@ def test_bad_training_values_name_the_key_the_value_and_what_is_expected(compose
 
 def test_the_shipped_configs_pass(compose) -> None:
     check_values(compose("train"), TRAIN_KEYS)
-    check_values(compose("train", ["experiment=camvid_context"]), TRAIN_KEYS)
+    check_values(compose("train", ["experiment=camvid/resnet18_context"]), TRAIN_KEYS)
     check_values(compose("eval", ["checkpoint=x.pt"]), EVAL_KEYS)
 
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from conftest import CONFIGS, REPO
+from segdil.cli import group_choices
 
 
 def help_text(script: str) -> str:
@@ -25,7 +26,7 @@ def listed_groups(text: str) -> dict[str, list[str]]:
 
 
 def options(group: str) -> list[str]:
-    return sorted(path.stem for path in (CONFIGS / group).glob("*.yaml"))
+    return group_choices(CONFIGS, group)
 
 
 @pytest.mark.parametrize(

@@ -201,7 +201,7 @@ def test_eval_scores_torchvision_published_model_on_voc(compose, tmp_path, monke
     spec.loader.exec_module(script)
     checkpoint = tmp_path / "deeplabv3_resnet50_coco.pt"
     script.import_weights(
-        compose("import_weights", ["model=deeplabv3_resnet50", "model.init_from=COCO_WITH_VOC_LABELS_V1", "dataset=voc", f"out={checkpoint}"])
+        compose("scripts/import_weights", ["model=deeplabv3_resnet50", "model.init_from=COCO_WITH_VOC_LABELS_V1", "dataset=voc", f"out={checkpoint}"])
     )
 
     make_voc(tmp_path / "voc", {"val": ["v1", "v2"]}, {"v1": 3, "v2": 12})
