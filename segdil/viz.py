@@ -187,17 +187,3 @@ def figure_image(figure: Figure) -> torch.Tensor:
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
     return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1)
-
-
-def confusion_image(matrix: torch.Tensor, cell: int = 12) -> torch.Tensor:
-    """Row-normalised confusion matrix (rows: truth, columns: prediction) as a 3xHxW uint8 heat
-    map, `cell` pixels per entry; dark blue is 0, yellow is 1 (a short viridis-like ramp)."""
-    rows = matrix.double()
-    normalised = rows / rows.sum(dim=1, keepdim=True).clamp(min=1)
-    ramp = torch.tensor([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=torch.float64)
-    position = normalised * (len(ramp) - 1)
-    low = position.floor().long().clamp(max=len(ramp) - 2)
-    fraction = (position - low).unsqueeze(-1)
-    colours = ramp[low] * (1 - fraction) + ramp[low + 1] * fraction
-    image = colours.round().to(torch.uint8).permute(2, 0, 1)
-    return image.repeat_interleave(cell, dim=1).repeat_interleave(cell, dim=2)

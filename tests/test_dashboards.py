@@ -24,7 +24,7 @@ from segdil.data.checks import evenly_spaced
 from segdil.data.synthetic import SyntheticShapes
 from segdil.engine.builders import build_model
 from segdil.engine.closing import closing_lines, single_class_note
-from segdil.engine.tb import METRICS, SHOWN_FIRST, VAL_BY_MINUTE, VAL_MIOU, RunLogger
+from segdil.engine.tb import METRICS, SHOWN_FIRST, VAL_BY_MINUTE, VAL_MIOU, RunLogger, context_label
 from segdil.metrics import ConfusionMatrix
 from segdil.models.summary import summarize_model
 from segdil.viz import (
@@ -104,6 +104,15 @@ def test_confusion_figure_names_both_axes_has_a_colour_scale_and_the_diagonal() 
     assert image.dtype == torch.uint8 and image.shape[0] == 3 and min(image.shape[1:]) > 300
 
 
+@pytest.mark.parametrize(
+    ("overrides", "label"),
+    [(["model=tiny_fcn"], "off"), (["model=tiny_context"], "basic residual"),
+     (["model=dilated_resnet18_feature_context", "model.context.variant=large"], "large plain on features")],
+)
+def test_the_context_hparam_names_variant_form_and_place(compose, overrides: list[str], label: str) -> None:
+    assert context_label(compose("train", overrides).model) == label
+
+
 def compose_train(overrides: list[str]):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
@@ -154,7 +163,7 @@ def test_hparams_are_there_after_one_step_with_whole_numbers_as_text(logged: dic
     start = plugin_data(events, hparams.SESSION_START_INFO_TAG).session_start_info.hparams
     assert start["optim.lr"].number_value == pytest.approx(0.02)
     assert start["data.batch_size"].string_value == "4" and start["trainer.max_iters"].string_value == "4"
-    assert start["model.name"].string_value == "tiny_context" and start["model.context"].string_value == "basic residual on scores"
+    assert start["model.name"].string_value == "tiny_context" and start["model.context"].string_value == "basic residual"
     assert start["model.receptive_field"].string_value.isdigit() and start["model.parameters_M"].number_value > 0
     experiment = plugin_data(events, hparams.EXPERIMENT_TAG).experiment
     assert [info.name.tag for info in experiment.metric_infos] == [tag for tag, _ in METRICS]
@@ -194,7 +203,7 @@ def test_closing_lines_name_the_best_checkpoint_eval_and_tensorboard(tmp_path: P
     best, evaluate, compare = closing_lines(run_dir, history)
     assert best == f"best val mIoU 0.5000 (iteration 4): {run_dir}/checkpoints/best.pt"
     assert evaluate == f"evaluate it:  python eval.py checkpoint={run_dir}/checkpoints/best.pt"
-    assert compare == f"compare runs: tensorboard --logdir {tmp_path / 'runs'}  (this run: r1)"
+    assert compare == f"compare runs: tensorboard --logdir {tmp_path / 'runs'}  (this run: r1; Custom Scalars tab first)"
     assert closing_lines(run_dir, []) == [compare]
 
 
@@ -205,3 +214,29 @@ def test_a_model_right_on_one_class_only_is_explained() -> None:
     assert note.startswith("only 'background' is predicted right (80% of the val pixels") and "train longer" in note
     confusion.update(torch.tensor([[1]]), torch.tensor([[1]]))
     assert single_class_note(confusion.compute(), ["background", "disc", "square"]) is None
+
+
+def test_a_trained_run_is_named_after_its_directory_with_hparams_after_one_step(compose, tmp_path, caplog) -> None:
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+
+    from segdil.engine.trainer import Trainer
+
+    overrides = [*TINY_TRAIN_OVERRIDES, "trainer.val_every=1", "trainer.val_panels=2", "trainer.precision=32"]
+    with caplog.at_level("INFO"):
+        Trainer(compose("train", overrides), tmp_path / "runs" / "first").fit(until=1)
+    runs = EventMultiplexer().AddRunsFromDirectory(str(tmp_path / "runs"))
+    runs.Reload()
+    assert list(runs.Runs()) == ["first"]  # events in the run directory itself, not in first/tb
+    events = read(tmp_path / "runs" / "first")
+    content = events.PluginTagToContent(hparams.PLUGIN_NAME)
+    assert hparams.SESSION_START_INFO_TAG in content and hparams.SESSION_END_INFO_TAG not in content  # stopped early: open
+    assert not [tag for tag in events.Tags()["scalars"] if tag.startswith(("model/", "hparam/"))]
+    assert {VAL_MIOU, VAL_BY_MINUTE} <= set(events.Tags()["scalars"])
+    panels = Image.open(io.BytesIO(events.Images("val_images/panels")[-1].encoded_image_string))
+    height = panel_size(64, 64)[0]
+    assert panels.size[1] == HEADER_HEIGHT + 2 * height + GAP + legend_height(NAMES, PALETTE, panels.size[0])
+    lines = [record.getMessage() for record in caplog.records]
+    assert sum(line.startswith("model tiny_context: ") for line in lines) == 1  # one model line, no receptive field
+    assert not [line for line in lines if "gridding" in line or "pre-flight" in line]
+    assert lines[-1] == f"compare runs: tensorboard --logdir {tmp_path / 'runs'}  (this run: first; Custom Scalars tab first)"
+    assert lines[-2].startswith("evaluate it:  python eval.py checkpoint=") and lines[-2].endswith("first/checkpoints/best.pt")

@@ -27,7 +27,7 @@ def test_debug_overfit_trains_on_one_batch_and_its_loss_falls(compose, tmp_path)
     trainer.fit()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(tmp_path / "tb"))
+    events = EventAccumulator(str(tmp_path))
     events.Reload()
     losses = [event.value for event in events.Scalars("train/loss")]
     assert losses[-1] < 0.5 * losses[0]

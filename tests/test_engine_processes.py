@@ -36,7 +36,7 @@ def test_sigterm_saves_last_and_exits_cleanly(tmp_path: Path) -> None:
     overrides = [o for o in TINY_TRAIN_OVERRIDES if not o.startswith(("trainer.max_iters", "trainer.val_every"))]
     process = start([sys.executable, "train.py", *overrides, "trainer.max_iters=100000", "trainer.val_every=100000",
                      "trainer.ckpt_every=100000", f"hydra.run.dir={tmp_path}"])
-    wait_for(lambda: list((tmp_path / "tb").glob("events.out.tfevents.*")))  # the loop has started
+    wait_for(lambda: list(tmp_path.glob("events.out.tfevents.*")))  # the loop has started
     time.sleep(1.0)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
@@ -99,7 +99,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     assert worst < 1e-4, f"largest relative parameter difference {worst:.2e}"
     # Only rank 0 wrote TensorBoard events: as many files as the one-process run.
     def event_files(run: str) -> int:
-        return len(list((tmp_path / run / "tb").glob("events.out.tfevents.*")))
+        return len(list((tmp_path / run).glob("events.out.tfevents.*")))
 
     assert event_files("two") == event_files("one") > 0
     # The all-reduced validation of the 2-process run equals eval.py of its checkpoint on one process.

@@ -79,40 +79,31 @@ def test_aspp_refuses_a_training_batch_of_one(compose) -> None:
 
 def test_trainer_runs_deeplab_with_aux_head_and_logs_summary(compose, tmp_path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
     from segdil.engine.trainer import Trainer
 
     overrides = [*TINY_TRAIN_OVERRIDES, "model=deeplabv3_resnet18", "model.aux_weight=0.5", "trainer.max_iters=2"]
     summary = Trainer(compose("train", overrides), tmp_path).fit()
     assert summary["iterations"] == 2 and json.loads((tmp_path / "metrics.json").read_text())["final"]
-    events = EventAccumulator(str(tmp_path / "tb"))
+    events = EventAccumulator(str(tmp_path))
     events.Reload()
-    assert {"model/gflops", "model/gridding_fraction", "model/parameters_M"} <= set(events.Tags()["scalars"])
-    assert "model/receptive_field" not in events.Tags()["scalars"]  # global (ASPP image pooling)
+    assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("model/")]  # text and hparams only
+    assert "run/model/text_summary" in events.Tags()["tensors"]
+    start = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    assert start.session_start_info.hparams["model.receptive_field"].string_value == "global"  # ASPP image pooling
 
 
 def test_flops_and_summary_figures(compose) -> None:
     conv = torch.nn.Conv2d(3, 8, 3, padding=1)
     assert forward_gflops(conv, (20, 30)) * 1e9 == 2 * 3 * 8 * 9 * 20 * 30  # two FLOPs per multiply-add
 
-    class Recorder:
-        def __init__(self) -> None:
-            self.scalars, self.texts = {}, {}
-
-        def add_scalar(self, tag: str, value: float, step: int) -> None:
-            self.scalars[tag] = (value, step)
-
-        def add_text(self, tag: str, text: str, step: int) -> None:
-            self.texts[tag] = text
-
     model = build_model(compose("train", ["model=dilated_resnet18_fcn", "model.backbone.width=8"]).model, 5)
-    recorder = Recorder()
-    summary = log_model_summary(model, (64, 64), recorder)
+    summary = log_model_summary(model, (64, 64))
     assert summary.parameters == sum(p.numel() for p in model.parameters())
-    assert recorder.scalars["model/output_stride"] == (8.0, 0)
-    assert recorder.scalars["model/receptive_field"] == (459, 0)
-    assert recorder.scalars["model/gridding_fraction"] == (1.0, 0)
-    assert "model dilated_resnet18_fcn" in recorder.texts["model/summary"]
+    assert summary.headline().startswith("model dilated_resnet18_fcn: ") and summary.headline().endswith("output stride 8")
+    figures = summary.hparams()
+    assert figures["model.receptive_field"] == "459" and figures["model.gridding_fraction"] == 1.0
 
 
 # --- model.freeze: a stage of a staged schedule -------------------------------------------------

@@ -62,5 +62,6 @@ def closing_lines(run_dir: Path, history: Sequence[dict]) -> list[str]:
         checkpoint = run_dir / "checkpoints" / "best.pt"
         lines.append(f"best val mIoU {best['mIoU']:.4f} (iteration {best['iteration']}): {shown_path(checkpoint)}")
         lines.append(f"evaluate it:  {eval_command(checkpoint)}")
-    lines.append(f"compare runs: tensorboard --logdir {shown_path(run_dir.parent)}  (this run: {run_dir.resolve().name})")
+    run = run_dir.resolve().name
+    lines.append(f"compare runs: tensorboard --logdir {shown_path(run_dir.parent)}  (this run: {run}; Custom Scalars tab first)")
     return lines

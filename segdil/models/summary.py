@@ -7,7 +7,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Protocol
 
 import torch
 from torch import nn
@@ -17,14 +16,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from segdil.receptive_field import ReceptiveField, eval_mode, format_empirical, measure_receptive_field
 
 log = logging.getLogger(__name__)
-
-
-class ScalarTextWriter(Protocol):
-    """The two methods of TensorBoard's SummaryWriter that `log_model_summary` uses."""
-
-    def add_scalar(self, tag: str, value: float, step: int) -> None: ...
-
-    def add_text(self, tag: str, text: str, step: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -63,20 +54,6 @@ class ModelSummary:
             "model.gridding_fraction": round(float(rf.gridding), 4),
         }
 
-    def scalars(self) -> dict[str, float]:
-        """Figures for TensorBoard (a global receptive field has no finite value to plot)."""
-        rf = self.receptive_field
-        scalars = {
-            "model/parameters_M": self.parameters / 1e6,
-            "model/gflops": self.gflops,
-            "model/output_stride": float(rf.analytic.output_stride),
-            "model/effective_rf": float(rf.empirical.effective),
-            "model/gridding_fraction": rf.gridding,
-        }
-        if not math.isinf(rf.analytic.field):
-            scalars["model/receptive_field"] = rf.analytic.field
-        return scalars
-
 
 def forward_gflops(model: nn.Module, input_size: Sequence[int]) -> float:
     """Forward GFLOPs of one image, counted by FlopCounterMode in eval mode on the meta device:
@@ -101,14 +78,9 @@ def summarize_model(model: nn.Module, input_size: Sequence[int]) -> ModelSummary
     )
 
 
-def log_model_summary(
-    model: nn.Module, input_size: Sequence[int], writer: ScalarTextWriter | None = None
-) -> ModelSummary:
-    """Summarise, log, and record once in TensorBoard (text and scalars at step 0) when given a writer."""
+def log_model_summary(model: nn.Module, input_size: Sequence[int]) -> ModelSummary:
+    """Summarise and log the whole summary at debug level: a run's start shows `headline()` in
+    one line, TensorBoard the rest (text and hparams)."""
     summary = summarize_model(model, input_size)
-    log.info("%s", summary)
-    if writer is not None:
-        writer.add_text("model/summary", str(summary).replace("\n", "  \n"), 0)
-        for tag, value in summary.scalars().items():
-            writer.add_scalar(tag, value, 0)
+    log.debug("%s", summary)
     return summary
