@@ -70,12 +70,18 @@ def deeplabv3_head(
     num_classes: int,
     rates: Sequence[int] = (6, 12, 18),
     feature: str = "out",
+    dropout: float = 0.5,
 ) -> FeatureHead:
     """DeepLabv3 as torchvision builds it: ASPP (1x1, three 3x3 at `rates`, image pooling,
-    1x1 projection to 256, dropout 0.5), then a 3x3 conv-BN-ReLU and the 1x1 classifier."""
+    1x1 projection to 256, dropout), then a 3x3 conv-BN-ReLU and the 1x1 classifier. `dropout`
+    is torchvision's 0.5 after the projection (mmsegmentation's ASPPHead has 0.1, elsewhere:
+    before its classifier)."""
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"model.head.dropout={dropout}: expected a probability in [0, 1)")
     info = _feature(feature_info, feature, "model.head.feature")
-    layers = DeepLabHead(info.channels, num_classes, atrous_rates(rates, info.stride)).children()
-    return FeatureHead(feature, *layers, torchvision_model="DeepLabV3")
+    aspp, *layers = DeepLabHead(info.channels, num_classes, atrous_rates(rates, info.stride)).children()
+    aspp.project[-1].p = dropout  # torchvision's ASPP projection ends in Dropout(0.5)
+    return FeatureHead(feature, aspp, *layers, torchvision_model="DeepLabV3")
 
 
 class DeepLabV3PlusHead(nn.Module):
