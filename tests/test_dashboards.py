@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from conftest import CONFIGS, TINY_TRAIN_OVERRIDES
+from conftest import CONFIGS, REPO, TINY_TRAIN_OVERRIDES
 from segdil.data.checks import evenly_spaced
 from segdil.data.synthetic import SyntheticShapes
 from segdil.engine.builders import build_model
@@ -240,3 +242,15 @@ def test_a_trained_run_is_named_after_its_directory_with_hparams_after_one_step(
     assert not [line for line in lines if "gridding" in line or "pre-flight" in line]
     assert lines[-1] == f"compare runs: tensorboard --logdir {tmp_path / 'runs'}  (this run: first; Custom Scalars tab first)"
     assert lines[-2].startswith("evaluate it:  python eval.py checkpoint=") and lines[-2].endswith("first/checkpoints/best.pt")
+
+
+def test_the_screenshot_script_says_skip_without_chromium(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"  # a PATH with what the script needs before it looks for Chromium, and no Chromium
+    tools.mkdir()
+    (tools / "dirname").symlink_to(shutil.which("dirname"))
+    result = subprocess.run(
+        [shutil.which("bash"), str(REPO / "scripts/tb_screenshots.sh"), str(tmp_path / "out")],
+        env={"PATH": str(tools)}, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("SKIP tb_screenshots: no Chromium found") and not (tmp_path / "out").exists()
