@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from segdil.engine.distributed import launch_run_id
 from segdil.errors import SegdilError, user_error
 from segdil.machine import describe, machine_info
 
@@ -27,13 +27,10 @@ log = logging.getLogger("segdil")
 
 
 def run_stamp() -> str:
-    """The name of a new run directory: the start time, or under torchrun the launch's run id,
-    because each rank composes its own config and their clocks may straddle a second; all ranks
-    of one launch must share one directory (rank 0 writes, the others only read)."""
-    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
-    if run_id != "none":
-        return f"torchrun_{run_id}"
-    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    """The name of a new run directory: the start time, or under torchrun or a multi-task srun
+    the launch's id, because each rank composes its own config and their clocks may straddle a
+    second; all ranks of one launch must share one directory (rank 0 writes, the others only read)."""
+    return launch_run_id() or datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
 OmegaConf.register_new_resolver("segdil_run_stamp", run_stamp, use_cache=True, replace=True)

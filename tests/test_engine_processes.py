@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -79,29 +80,56 @@ def torchrun(nproc: int, run_dir: Path, *overrides: str) -> subprocess.Completed
     return subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
 
 
-def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
-    """2 processes x batch 2 against 1 process x batch 2 x accumulate 2: the same 4 samples per
-    step in the same BatchNorm groups (SyncBatchNorm is CUDA-only in torch), so the parameters
-    must agree up to float summation order. Running BN statistics are buffers, not compared:
-    DDP keeps rank 0's, accumulation updates them twice."""
-    common = [*TINY_TRAIN_OVERRIDES, "trainer.max_iters=3", "trainer.val_every=3", "trainer.val_panels=0",
-              "model.head.hidden_conv=false",  # no dropout: its masks differ between process layouts
-              "data.batch_size=2", "aug=basic"]
-    single = torchrun(1, tmp_path / "one", *common, "trainer.accumulate=2")
+# Two processes x batch 2 against one process x batch 2 x accumulate 2: the same 4 samples per
+# step in the same BatchNorm groups (SyncBatchNorm is CUDA-only in torch), so the parameters
+# must agree up to float summation order, however the two processes were started.
+SAME_GLOBAL_BATCH = [*TINY_TRAIN_OVERRIDES, "trainer.max_iters=3", "trainer.val_every=3", "trainer.val_panels=0",
+                     "model.head.hidden_conv=false",  # no dropout: its masks differ between process layouts
+                     "data.batch_size=2", "aug=basic"]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> Path:
+    """The reference: one process, batch 2, accumulate 2 (torchrun with one process)."""
+    run_dir = tmp_path_factory.mktemp("one")
+    single = torchrun(1, run_dir, *SAME_GLOBAL_BATCH, "trainer.accumulate=2")
     assert single.returncode == 0, single.stderr[-3000:]
-    double = torchrun(2, tmp_path / "two", *common)
-    assert double.returncode == 0, double.stderr[-3000:]
+    return run_dir
 
-    one = load_checkpoint(tmp_path / "one/checkpoints/last.pt")["model"]
-    two = load_checkpoint(tmp_path / "two/checkpoints/last.pt")["model"]
-    parameters = [k for k in one if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
-    worst = max(float(((one[k] - two[k]).abs().max() / one[k].abs().max().clamp(min=1e-12))) for k in parameters)
+
+def assert_same_parameters(one: Path, two: Path) -> None:
+    """The final weights (last.pt) of two runs agree to float rounding. Running BN statistics are
+    buffers, not compared: DDP keeps rank 0's, accumulation updates them twice."""
+    first = load_checkpoint(one / "checkpoints/last.pt")["model"]
+    second = load_checkpoint(two / "checkpoints/last.pt")["model"]
+    parameters = [k for k in first if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    worst = max(float(((first[k] - second[k]).abs().max() / first[k].abs().max().clamp(min=1e-12))) for k in parameters)
     assert worst < 1e-4, f"largest relative parameter difference {worst:.2e}"
-    # Only rank 0 wrote TensorBoard events: as many files as the one-process run.
-    def event_files(run: str) -> int:
-        return len(list((tmp_path / run).glob("events.out.tfevents.*")))
 
-    assert event_files("two") == event_files("one") > 0
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def finish(processes: list[subprocess.Popen]) -> list[str]:
+    """Wait for every process of a launch; all must succeed. Their outputs."""
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+    return outputs
+
+
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(one_process: Path, tmp_path: Path) -> None:
+    double = torchrun(2, tmp_path / "two", *SAME_GLOBAL_BATCH)
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert_same_parameters(one_process, tmp_path / "two")
+    # Only rank 0 wrote TensorBoard events: as many files as the one-process run.
+    def event_files(run: Path) -> int:
+        return len(list(run.glob("events.out.tfevents.*")))
+
+    assert event_files(tmp_path / "two") == event_files(one_process) > 0
     # The all-reduced validation of the 2-process run equals eval.py of its checkpoint on one process.
     evaluation = subprocess.run(
         [sys.executable, "eval.py", f"checkpoint={tmp_path / 'two/checkpoints/last.pt'}", "dataset.size=64",
@@ -113,6 +141,36 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     evaluated = json.loads((tmp_path / "eval/metrics.json").read_text())
     assert evaluated["mIoU"] == pytest.approx(trained["mIoU"], abs=1e-12)
     assert evaluated["per_class_iou"] == pytest.approx(trained["per_class_iou"], abs=1e-12)
+
+
+def test_two_nodes_over_c10d_match_one_process(one_process: Path, tmp_path: Path) -> None:
+    """Two torchrun launches, each a "node" of one process, meeting through c10d's rendezvous
+    (the multi-node command of docs/training.md, on localhost with gloo)."""
+    endpoint = f"localhost:{free_port()}"
+    nodes = [
+        start([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={rank}", "--nproc_per_node=1",
+               "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}", "--rdzv_id=two_nodes",
+               "train.py", *SAME_GLOBAL_BATCH, f"hydra.run.dir={tmp_path / 'nodes'}"])
+        for rank in (0, 1)
+    ]
+    finish(nodes)
+    assert_same_parameters(one_process, tmp_path / "nodes")
+
+
+def test_two_srun_tasks_match_one_process(one_process: Path, tmp_path: Path) -> None:
+    """Two plain `python train.py` processes with the environment srun gives two tasks of one
+    step on one node (no torchrun variables): they find each other from SLURM's variables."""
+    slurm = {"SLURM_NTASKS": "2", "SLURM_JOB_NODELIST": "localhost", "SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0",
+             "MASTER_PORT": str(free_port())}
+    tasks = [
+        subprocess.Popen([sys.executable, "train.py", *SAME_GLOBAL_BATCH, f"hydra.run.dir={tmp_path / 'srun'}"], cwd=REPO,
+                         env={**ENV, **slurm, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in (0, 1)
+    ]
+    rank_0, _ = finish(tasks)
+    assert "process group: gloo, rank 0 of 2, local rank 0" in rank_0
+    assert_same_parameters(one_process, tmp_path / "srun")
 
 
 def test_multirun_makes_one_directory_per_run(tmp_path: Path) -> None:
