@@ -79,3 +79,24 @@ def test_the_horizontal_axis_can_be_the_iteration(tmp_path: Path) -> None:
     out = tmp_path / "iteration.png"
     plot_runs.plot([plot_runs.parse_run(str(tmp_path / "a"))], out, "mIoU", "test", x="iteration")
     assert has_colour(np.asarray(Image.open(out).convert("RGB")), C0)
+
+
+def test_mean_draws_one_line_per_label_at_the_mean_of_its_runs(tmp_path: Path) -> None:
+    """--mean: the seeds of one recipe as one line, at each validation the mean of minutes and mIoU."""
+    plot_runs = load_script("plot_runs")
+    seeds = [plot_runs.read_history(fake_run(tmp_path, name, shift)) for name, shift in (("s0", 0.0), ("s1", 0.02))]
+    seeds[1][0]["minutes"] = 7.0
+    minutes, values = plot_runs.mean_series(seeds, "minutes", "mIoU")
+    assert minutes == [6.0, 10.0, 15.0, 20.0] and values == pytest.approx([0.36, 0.41, 0.46, 0.51])
+    out = tmp_path / "mean.png"
+    runs = [(tmp_path / "s0", "recipe"), (tmp_path / "s1", "recipe"), (fake_run(tmp_path, "twin", -0.05), "twin")]
+    plot_runs.plot(runs, out, "mIoU", "test", mean=True)
+    pixels = np.asarray(Image.open(out).convert("RGB"))
+    assert has_colour(pixels, C0) and has_colour(pixels, C1) and not has_colour(pixels, C2)
+
+
+def test_mean_of_runs_validated_at_other_iterations_is_a_one_line_error(tmp_path: Path) -> None:
+    plot_runs = load_script("plot_runs")
+    short = plot_runs.read_history(fake_run(tmp_path, "short", 0.0))[:3]
+    with pytest.raises(ConfigError, match="--mean: the runs of one label validated at different iterations"):
+        plot_runs.mean_series([plot_runs.read_history(tmp_path / "short"), short], "minutes", "mIoU")
