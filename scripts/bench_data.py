@@ -63,7 +63,7 @@ def bench(cfg: DictConfig, out_dir: Path) -> dict:
         return iter(build_train_loader(dataset, cfg.data.batch_size, workers, cfg.seed, trainer.device, endless=True))
 
     def train_step(batch: Batch) -> float:
-        return trainer._train_step(iter([batch]))[0]  # the trainer's own step, whatever it grows into
+        return trainer._train_step(iter([batch])).loss  # the trainer's own step, whatever it grows into
 
     ready = next(batches(0))
     for _ in range(cfg.bench.warmup_steps):  # the first steps create kernels and buffers

@@ -2,7 +2,7 @@
 
     python scripts/bench_eval.py dataset.root=../shared/data/camvid
 
-Takes train.py's overrides (default: experiment=camvid_context) plus `bench.*`. For each
+Takes train.py's overrides (default: experiment=camvid/fast) plus `bench.*`. For each
 strategy in `bench.strategies` (overrides of the `eval` node: whole, slide, multi-scale + flip,
 precision) it runs eval.py's loop (segdil.engine.evaluator.evaluate) over the first
 `bench.images` val images and reports images/s, peak RSS and the share of the time spent in
