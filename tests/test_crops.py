@@ -89,3 +89,55 @@ def test_void_does_not_count_as_a_class() -> None:
 def test_a_bad_ratio_is_one_line(ratio: float) -> None:
     with pytest.raises(ConfigError, match=rf"^aug.cat_max_ratio={ratio}: expected a share in \(0, 1\]"):
         CatMaxRatioCrop(8, 8, cat_max_ratio=ratio)
+
+
+MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+SMALL = ["aug=seg", "aug.scale_range=[1.0,1.0]", "aug.crop_size=[32,40]"]  # 20x30 images: always padded
+
+
+def padded_crop(compose, *overrides: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A 20x30 image and mask through aug.train padded to 32x40: (normalised image HxWx3, mask,
+    the image and mask that went in)."""
+    from hydra.utils import instantiate
+
+    train = instantiate(compose("train", [*SMALL, *overrides]).aug.train)
+    rng = np.random.default_rng(0)
+    image, mask = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), rng.integers(0, 5, (20, 30), dtype=np.uint8)
+    train.set_random_seed(0)
+    out = train(image=image, mask=mask)
+    return out["image"].permute(1, 2, 0).numpy(), np.asarray(out["mask"]), image, mask
+
+
+def test_the_aug_config_pads_black_by_default(compose) -> None:
+    normalised, mask, _, _ = padded_crop(compose)
+    border = mask == 255
+    assert border.sum() == 32 * 40 - 20 * 30
+    np.testing.assert_allclose(normalised[border], np.broadcast_to(-MEAN / STD, (border.sum(), 3)), atol=1e-5)
+
+
+def test_the_mean_pixel_is_zero_once_normalised(compose) -> None:
+    normalised, mask, _, _ = padded_crop(compose, "aug.pad_fill=[123.675,116.28,103.53]")
+    border = mask == 255
+    assert border.sum() == 32 * 40 - 20 * 30
+    assert np.abs(normalised[border]).max() < 0.03  # uint8 rounding of the mean
+    assert np.abs(normalised[~border]).mean() > 0.3
+
+
+def test_reflect_mirrors_image_and_labels(compose) -> None:
+    normalised, mask, image, labels = padded_crop(compose, "aug.pad_border_mode=4")
+    widths = ((6, 6), (5, 5))  # centred padding from 20x30 to 32x40; numpy's reflect is BORDER_REFLECT_101
+    expected_mask = np.pad(labels, widths, mode="reflect")
+    expected_image = np.pad(image, (*widths, (0, 0)), mode="reflect").astype(np.float64)
+    flipped = not np.array_equal(mask, expected_mask)  # the pipeline's horizontal flip may have fired
+    if flipped:
+        expected_mask, expected_image = expected_mask[:, ::-1], expected_image[:, ::-1]
+    assert np.array_equal(mask, expected_mask) and 255 not in mask
+    np.testing.assert_allclose((normalised * STD + MEAN) * 255, expected_image, atol=0.01)
+
+
+def test_cat_max_ratio_reaches_the_crop(compose) -> None:
+    from hydra.utils import instantiate
+
+    default, balanced = (instantiate(compose("train", [*SMALL, *extra]).aug.train) for extra in ([], ["aug.cat_max_ratio=0.75"]))
+    crops = [next(t for t in pipeline.transforms if isinstance(t, CatMaxRatioCrop)) for pipeline in (default, balanced)]
+    assert [crop.cat_max_ratio for crop in crops] == [1.0, 0.75]

@@ -1,4 +1,4 @@
-"""model.head.dropout of the DeepLabv3 head: torchvision's 0.5 by default, any rate by choice."""
+"""model.head.dropout of the DeepLabv3 and DeepLabv3+ heads (torchvision's ASPP): 0.5 by default, any rate by choice."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from torch import nn
 
 from segdil.errors import ConfigError
 from segdil.models.contract import FeatureInfo
-from segdil.models.heads import deeplabv3_head
+from segdil.models.heads import DeepLabV3PlusHead, deeplabv3_head
 
-INFO = {"out": FeatureInfo(channels=16, stride=8)}
+INFO = {"out": FeatureInfo(channels=16, stride=8), "layer1": FeatureInfo(channels=8, stride=4)}
 
 
 def dropouts(head: nn.Module) -> list[float]:
@@ -18,7 +18,8 @@ def dropouts(head: nn.Module) -> list[float]:
 
 
 def test_default_is_torchvisions_single_dropout_of_half() -> None:
-    assert dropouts(deeplabv3_head(INFO, 3)) == [0.5]
+    assert dropouts(deeplabv3_head(INFO, 3)) == dropouts(DeepLabV3PlusHead(INFO, 3)) == [0.5]
+    assert dropouts(DeepLabV3PlusHead(INFO, 3, dropout=0.1)) == [0.1]
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.1])

@@ -95,3 +95,21 @@ def test_bad_multipliers_are_one_line(groups: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         build_optimizer(SGD, small_model(), groups)
     assert str(info.value) == message
+
+
+def test_the_trainer_builds_its_optimizer_with_the_groups_and_resumes_them(compose, tmp_path) -> None:
+    """optim_groups reaches train.py's optimizer; a run stopped and resumed keeps its groups."""
+    from conftest import TINY_TRAIN_OVERRIDES
+    from segdil.engine.trainer import Trainer
+
+    overrides = [*TINY_TRAIN_OVERRIDES, "optim.lr=0.05", "optim_groups.bias_lr_mult=2.0", "optim_groups.norm_decay_mult=0.0"]
+    trainer = Trainer(compose("train", overrides), tmp_path)
+    norm_weight = next(m.weight for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d))
+    group = next(g for g in trainer.optimizer.param_groups if any(p is norm_weight for p in g["params"]))
+    assert (group["initial_lr"], group["weight_decay"]) == (0.05, 0.0)  # "lr" is in its warmup already
+    assert sorted(group["initial_lr"] for group in trainer.optimizer.param_groups) == [0.05, 0.05, 0.1]
+    trainer.fit(until=2)
+    resumed = Trainer(compose("train", [*overrides, "trainer.resume=auto"]), tmp_path)
+    assert resumed.iteration == 2
+    assert [g["lr"] for g in resumed.optimizer.param_groups] == [g["lr"] for g in trainer.optimizer.param_groups]
+    assert len(Trainer(compose("train", TINY_TRAIN_OVERRIDES), tmp_path / "plain").optimizer.param_groups) == 1

@@ -43,6 +43,7 @@ from segdil.engine.distributed import all_reduce_sum, init_distributed, local_de
 from segdil.engine.evaluator import evaluate, peak_memory_mib
 from segdil.engine.inference import Predictor
 from segdil.engine.pace import load_average_now, pace_verdict, slow_reasons
+from segdil.engine.param_groups import build_optimizer
 from segdil.engine.precision import autocast_factory, choose_precision, grad_scaler
 from segdil.engine.profiler import step_profiler
 from segdil.engine.tb import RunLogger
@@ -147,7 +148,7 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=device_ids)
 
         self.ema = self._build_ema(tc.ema_decay)
-        self.optimizer = instantiate(cfg.optim, params=self.model.parameters())
+        self.optimizer = build_optimizer(cfg.optim, self.model, cfg.optim_groups)
         self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=tc.max_iters)
         self.precision = choose_precision(tc.precision, self.device)
         self.autocast = autocast_factory(self.precision.name, self.device)

@@ -76,12 +76,17 @@ def deeplabv3_head(
     1x1 projection to 256, dropout), then a 3x3 conv-BN-ReLU and the 1x1 classifier. `dropout`
     is torchvision's 0.5 after the projection (mmsegmentation's ASPPHead has 0.1, elsewhere:
     before its classifier)."""
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.head.dropout={dropout}: expected a probability in [0, 1)")
     info = _feature(feature_info, feature, "model.head.feature")
     aspp, *layers = DeepLabHead(info.channels, num_classes, atrous_rates(rates, info.stride)).children()
-    aspp.project[-1].p = dropout  # torchvision's ASPP projection ends in Dropout(0.5)
-    return FeatureHead(feature, aspp, *layers, torchvision_model="DeepLabV3")
+    return FeatureHead(feature, with_dropout(aspp, dropout), *layers, torchvision_model="DeepLabV3")
+
+
+def with_dropout(aspp: ASPP, dropout: float) -> ASPP:
+    """torchvision's ASPP with the dropout that ends its projection (0.5 there) set to `dropout`."""
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"model.head.dropout={dropout}: expected a probability in [0, 1)")
+    aspp.project[-1].p = dropout
+    return aspp
 
 
 class DeepLabV3PlusHead(nn.Module):
@@ -101,12 +106,13 @@ class DeepLabV3PlusHead(nn.Module):
         low_level: str = "layer1",
         low_level_channels: int = 48,
         channels: int = 256,
+        dropout: float = 0.5,
     ) -> None:
         super().__init__()
         info = _feature(feature_info, feature, "model.head.feature")
         low = _feature(feature_info, low_level, "model.head.low_level")
         self.feature, self.low_level = feature, low_level
-        self.aspp = ASPP(info.channels, atrous_rates(rates, info.stride), channels)
+        self.aspp = with_dropout(ASPP(info.channels, atrous_rates(rates, info.stride), channels), dropout)
         self.reduce = Conv2dNormActivation(low.channels, low_level_channels, kernel_size=1)
         self.fuse = nn.Sequential(
             Conv2dNormActivation(channels + low_level_channels, channels, kernel_size=3),
