@@ -5,11 +5,15 @@ test_engine_processes.py)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from conftest import REPO, TINY_TRAIN_OVERRIDES
 from segdil.engine import distributed
+from segdil.engine.checkpoint import load_checkpoint
 from segdil.errors import ConfigError
 
 TORCHRUN_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
@@ -94,3 +98,18 @@ def test_each_task_drives_a_gpu_it_sees(monkeypatch) -> None:
     for visible, expected in ((1, 0), (4, 1)):
         monkeypatch.setattr(distributed.torch.cuda, "device_count", lambda visible=visible: visible)
         assert distributed.local_device(torch.device("cuda"), info) == torch.device("cuda", expected)
+
+
+@pytest.mark.e2e
+def test_the_submitit_launcher_runs_a_training_job(tmp_path) -> None:
+    """hydra/launcher=submitit_local: the launcher of the `slurm` extra, in a local subprocess
+    (submitit_slurm takes the same configuration to a SLURM queue)."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the slurm extra is not installed")
+    command = [sys.executable, "train.py", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+               *TINY_TRAIN_OVERRIDES, "trainer.max_iters=2", "data.num_workers=0", f"hydra.sweep.dir={tmp_path}"]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Submitit 'local' sweep output dir" in result.stdout + result.stderr
+    assert list((tmp_path / ".submitit").iterdir())  # the job went through submitit
+    assert load_checkpoint(tmp_path / "0" / "checkpoints" / "last.pt")["iteration"] == 2
