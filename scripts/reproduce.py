@@ -10,6 +10,7 @@ other overrides apply to every stage.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import segdil  # noqa: F401  (sets up the environment before albumentations is imported)
 from segdil.cli import check_group_choices, publish, run_dir, user_errors
 from segdil.data.loader import build_dataset
+from segdil.engine.distributed import slurm_environment
 from segdil.engine.evaluator import evaluate_checkpoint
 from segdil.engine.trainer import Trainer
 from segdil.errors import ConfigError
@@ -63,6 +65,11 @@ def eval_config(stage: DictConfig, paper: DictConfig, checkpoint: Path, batch_si
 
 def reproduce(cfg: DictConfig, overrides: list[str], out_dir: Path) -> dict:
     """Train the stages, each from the previous one's last.pt; score each stage's last.pt."""
+    if int(os.environ.get("WORLD_SIZE") or slurm_environment(os.environ).get("WORLD_SIZE", 1)) > 1:
+        raise ConfigError(
+            "reproduce.py runs in one process (each stage is read back and scored as soon as rank 0 wrote it); "
+            "for several GPUs run the stages with torchrun train.py (docs/recipes.md)"
+        )
     stages = stage_configs(cfg, overrides)
     paper = cfg.paper
     check_data(stages)

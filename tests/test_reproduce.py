@@ -67,6 +67,13 @@ def test_a_recipe_without_a_paper_number_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2 and "experiment=camvid/fast: expected a paper recipe" in result.stdout + result.stderr
 
 
+def test_several_processes_are_refused(tmp_path: Path) -> None:
+    """Stages are read back and scored as soon as rank 0 wrote them: one process only."""
+    result = subprocess.run([sys.executable, "scripts/reproduce.py", "experiment=voc/dilation8_frontend", f"hydra.run.dir={tmp_path}"],
+                            cwd=REPO, env={**ENV, "RANK": "0", "WORLD_SIZE": "2"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "error: reproduce.py runs in one process" in result.stdout + result.stderr
+
+
 def test_the_score_takes_the_papers_evaluation_settings() -> None:
     """DeepLabv3's 77.21 is TF DeepLab's evaluation on 513x513 padded images: eval.pad_to."""
     spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
