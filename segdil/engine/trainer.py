@@ -281,8 +281,8 @@ class Trainer:
             log.info("final validation:\n%s", format_table(metrics, self.class_names))
         note = single_class_note(metrics, self.class_names) if metrics else None
         done = (
-            f"done: {self.iteration} iterations in {elapsed:.0f} s (data wait "
-            f"{100 * (summary['data_wait_fraction'] or 0.0):.1f}% of step time) | best val mIoU {self.best_miou:.4f}"
+            f"done: {self.iteration} iterations in {elapsed:.0f} s, "
+            f"data wait {100 * (summary['data_wait_fraction'] or 0.0):.1f}% of step time"
         )
         closing = [*([note] if note else []), done, *closing_lines(self.run_dir, self.history)]
         for line in closing:
