@@ -122,7 +122,7 @@ def test_the_demo_run_waits_little_for_data(tmp_path) -> None:
     """`python train.py` as the demo runs it (its model, data and loader worker), shortened: the
     run summary reports the data wait, and the worker keeps it well below the 13% of the step
     time that making batches in the loop costs. On an idle machine it measures 3.2-3.8%, within
-    issue 14's 5% target (scripts/bench_data.py and docs/performance.md hold that figure); a
+    the 5% target (scripts/bench_data.py and docs/performance.md hold that figure); a
     wall-clock ratio moves with whatever else runs, so the bound here sits between the two."""
     result = run(
         "train.py",
