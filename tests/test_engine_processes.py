@@ -33,20 +33,13 @@ def wait_for(condition, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("whole_group", [False, True])
-def test_sigterm_saves_last_and_exits_cleanly(tmp_path: Path, whole_group: bool) -> None:
-    """SIGTERM to train.py alone, or to its whole process group with a loader worker in it (as
-    `timeout` and SLURM send it): either way last.pt is saved and the run exits cleanly."""
+def test_sigterm_saves_last_and_exits_cleanly(tmp_path: Path) -> None:
     overrides = [o for o in TINY_TRAIN_OVERRIDES if not o.startswith(("trainer.max_iters", "trainer.val_every"))]
     process = start([sys.executable, "train.py", *overrides, "trainer.max_iters=100000", "trainer.val_every=100000",
-                     "trainer.ckpt_every=100000", "data.num_workers=1", f"hydra.run.dir={tmp_path}"],
-                    start_new_session=whole_group)
+                     "trainer.ckpt_every=100000", f"hydra.run.dir={tmp_path}"])
     wait_for(lambda: list(tmp_path.glob("events.out.tfevents.*")))  # the loop has started
     time.sleep(1.0)
-    if whole_group:
-        os.killpg(process.pid, signal.SIGTERM)
-    else:
-        process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output[-2000:]
     state = load_checkpoint(tmp_path / "checkpoints/last.pt")

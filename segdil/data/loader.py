@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import signal
 
 import numpy as np
 import torch
@@ -28,16 +27,12 @@ def build_dataset(dataset_cfg: DictConfig, split: str, transform: Transform | No
     return instantiate(class_args, split=split, transform=transform, _convert_="all")
 
 
-def _init_worker(worker_id: int) -> None:
+def _seed_worker(worker_id: int) -> None:
     """Seed numpy and random in each worker from torch's per-worker seed (for user code that
-    draws from them; segdil's own augmentation is seeded per sample by EpochSampler), and leave
-    SIGTERM to the training process: `timeout` and SLURM signal the whole process group, and a
-    worker killed first would crash the step instead of letting the trainer save last.pt and shut
-    its workers down itself (a worker also exits when its parent does)."""
+    draws from them; segdil's own augmentation is seeded per sample by EpochSampler)."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +60,7 @@ def _loader_options(num_workers: int, device: torch.device) -> dict:
         "num_workers": num_workers,
         "persistent_workers": num_workers > 0,
         "pin_memory": device.type == "cuda",
-        "worker_init_fn": _init_worker,
+        "worker_init_fn": _seed_worker,
         "collate_fn": collate,
     }
 
