@@ -34,10 +34,10 @@ import segdil  # noqa: F401  (sets up the environment before albumentations is i
 from segdil.cli import publish, run_dir, user_errors
 from segdil.data.base import IGNORE_INDEX
 from segdil.engine.builders import resolve_device
-from segdil.engine.precision import DTYPES, autocast_factory
+from segdil.engine.precision import DTYPES, autocast_factory, choose_precision
 from segdil.engine.trainer import Trainer
 from segdil.errors import ConfigError
-from segdil.machine import cpu_class, native_bf16
+from segdil.machine import cpu_class
 from segdil.profiling import ceilings, count_flops, peak_rss_mib, reset_peak_rss, timed
 
 Step = Callable[[], object]
@@ -45,13 +45,12 @@ LossFn = Callable[[object, torch.Tensor], torch.Tensor]
 NEVER = 10**9  # an interval no benchmark reaches: validation is bench_eval.py's business
 
 
-def resolve_settings(settings: str | list) -> list[DictConfig]:
-    """`bench.settings`: a list of {precision, channels_last}, or `auto`: fp32, then the setting
-    train.py's precision=auto runs with channels_last (bf16 where the CPU computes it natively,
-    else fp32), so that no row pays for emulated bf16."""
+def resolve_settings(settings: str | list, device: torch.device) -> list[DictConfig]:
+    """`bench.settings`: a list of {precision, channels_last}, or `auto`: fp32, then what train.py's
+    precision=auto runs on `device`, with channels_last (so that no row pays for emulated bf16)."""
     if settings != "auto":
         return list(settings)
-    fastest = "bf16" if native_bf16() else "32"
+    fastest = choose_precision("auto", device).name
     return [OmegaConf.create({"precision": "32", "channels_last": False}), OmegaConf.create({"precision": fastest, "channels_last": True})]
 
 
@@ -214,7 +213,7 @@ def bench(cfg: DictConfig, out_dir: Path) -> dict:
     load_before = os.getloadavg()[0]
     device = resolve_device(cfg.trainer.device)
     start = time.perf_counter()
-    settings = resolve_settings(cfg.bench.settings)
+    settings = resolve_settings(cfg.bench.settings, device)
     wanted = {str(s.precision) for s in settings}
     ceiling = ceilings(device, {key: DTYPES[key] or torch.float32 for key in wanted})
     rows = []

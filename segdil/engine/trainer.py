@@ -221,7 +221,7 @@ class Trainer:
             )
         precision = f"precision {self.precision.name} ({self.precision.reason})"
         logger.start(self.cfg, self.class_names, summary, machine=f"{machine}; {precision}", precision=self.precision.name)
-        log.info("precision %s (%s) on %s", self.precision.name, self.precision.reason, machine)
+        log.info("%s on %s", precision, machine)
         log.debug("load average at start (1, 5, 15 min): %s", self.load_average)
         return logger
 
