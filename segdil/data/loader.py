@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Subset, default_collate
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from segdil.data.base import IGNORE_INDEX, SegmentationDataset, Transform
 from segdil.data.sampler import EpochSampler
@@ -66,7 +66,7 @@ def _loader_options(num_workers: int, device: torch.device) -> dict:
 
 
 def build_train_loader(
-    dataset: SegmentationDataset,
+    dataset: SegmentationDataset | Dataset,
     batch_size: int,
     num_workers: int,
     seed: int,
@@ -85,7 +85,8 @@ def build_train_loader(
             f"the {dataset.split} split has {size} images{'' if limit is None else ' within data.train_limit'}, fewer than "
             f"one batch of {batch_size} x {world_size} process(es) (training drops incomplete batches): lower data.batch_size"
         )
-    dataset.preload()
+    if isinstance(dataset, SegmentationDataset):  # not the trainer's cache of front-end outputs
+        dataset.preload()
     sampler = EpochSampler(size, batch_size, seed, rank, world_size, endless)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **_loader_options(num_workers, device))
 

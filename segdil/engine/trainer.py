@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from segdil.config_checks import TRAIN_KEYS, check_values
@@ -41,6 +42,7 @@ from segdil.engine.checkpoint import (
 from segdil.engine.closing import closing_lines, single_class_note
 from segdil.engine.distributed import all_reduce_sum, init_distributed, local_device
 from segdil.engine.evaluator import evaluate, peak_memory_mib
+from segdil.engine.frozen_cache import FromFrontEnd, cache_front_end
 from segdil.engine.inference import Predictor
 from segdil.engine.pace import load_average_now, pace_verdict, slow_reasons
 from segdil.engine.param_groups import build_optimizer
@@ -120,20 +122,17 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = cudnn_benchmark(tc.cudnn_benchmark, tc.deterministic, self.device)
 
-        train_transform, val_transform = build_transforms(cfg.aug)
+        train_transform, self.val_transform = build_transforms(cfg.aug)
         self.train_set = build_dataset(cfg.dataset, cfg.dataset.train_split, train_transform)
-        self.val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, val_transform)
+        self.val_set = build_dataset(cfg.dataset, cfg.dataset.val_split, self.val_transform)
         if self.dist.is_main or cfg.data.skip_bad:  # leaving samples out must happen on every rank alike
             check_labels((self.train_set, self.val_set), cfg.data.check_labels, cfg.data.skip_bad)
         self.class_names = list(self.train_set.class_names)
         self.palette = self.train_set.palette or voc_colormap(len(self.class_names))
-        rank, world = self.dist.rank, self.dist.world_size
         data = cfg.data
-        self.train_loader = build_train_loader(
-            self.train_set, data.batch_size, data.num_workers, cfg.seed, self.device, rank, world, data.train_limit,
-            endless=True,
+        self.val_loader = build_eval_loader(
+            self.val_set, data.val_batch_size, data.num_workers, self.device, self.dist.rank, self.dist.world_size
         )
-        self.val_loader = build_eval_loader(self.val_set, data.val_batch_size, data.num_workers, self.device, rank, world)
 
         model = build_model(cfg.model, len(self.class_names))
         if tc.sync_bn and self.dist.enabled and self.device.type != "cuda":
@@ -142,16 +141,17 @@ class Trainer:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
+        self.precision = choose_precision(tc.precision, self.device)
+        self.autocast = autocast_factory(self.precision.name, self.device)
         self.net: nn.Module = self.model
+        self.train_loader = self._build_train_loader()
         if self.dist.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=device_ids)
+            self.net = DistributedDataParallel(self.net, device_ids=device_ids)
 
         self.ema = self._build_ema(tc.ema_decay)
         self.optimizer = build_optimizer(cfg.optim, self.model, cfg.optim_groups)
         self.scheduler = instantiate(cfg.schedule, optimizer=self.optimizer, max_iters=tc.max_iters)
-        self.precision = choose_precision(tc.precision, self.device)
-        self.autocast = autocast_factory(self.precision.name, self.device)
         self.scaler = grad_scaler(self.precision.name, self.device)
         self.criterion = build_loss(cfg.loss, self.train_set, getattr(self.model, "aux_weight", 0.0)).to(self.device)
         self.machine = machine_info()
@@ -290,6 +290,21 @@ class Trainer:
         complete = not interrupted and self.iteration >= self.cfg.trainer.max_iters
         logger.finish("  \n".join(closing), self.iteration, complete)
         return summary
+
+    def _build_train_loader(self) -> DataLoader:
+        """Endless shuffled batches of the augmented training images; with `trainer.frozen_cache`,
+        of the frozen front end's outputs on the un-augmented images (computed here, once), and
+        `self.net` becomes the part of the model after the front end."""
+        cfg, data = self.cfg, self.cfg.data
+        dataset, workers = self.train_set, data.num_workers
+        if cfg.trainer.frozen_cache:
+            images = build_dataset(cfg.dataset, cfg.dataset.train_split, self.val_transform)
+            dataset = cache_front_end(self.model, images, data.val_batch_size, self.device, self.autocast)
+            self.net, workers = FromFrontEnd(self.model, dataset.label_size), 0  # the cache is in memory
+        return build_train_loader(
+            dataset, data.batch_size, workers, cfg.seed, self.device, self.dist.rank, self.dist.world_size,
+            data.train_limit, endless=True,
+        )
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Micro-batches for ever, epoch after epoch, starting where `self.iteration` left off."""

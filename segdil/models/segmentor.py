@@ -13,7 +13,7 @@ from torchvision.ops import Conv2dNormActivation
 
 from segdil.errors import ConfigError
 from segdil.models.contract import Backbone, FeatureInfo
-from segdil.models.heads import fcn_head
+from segdil.models.heads import FeatureHead, fcn_head
 
 # Where the context module runs: on the class scores after the head (Yu & Koltun), or on the
 # backbone's last feature before the head.
@@ -22,8 +22,8 @@ CONTEXT_PLACEMENTS = ("scores", "features")
 Outputs = torch.Tensor | dict[str, torch.Tensor]
 
 
-def _upsample(scores: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(scores, size=images.shape[-2:], mode="bilinear", align_corners=False)
+def _upsample(scores: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
 
 
 class Segmentor(nn.Module):
@@ -86,10 +86,41 @@ class Segmentor(nn.Module):
         scores = self.head(features)
         if self.context is not None and self.context_placement == "scores":
             scores = self.context(scores)
-        logits = _upsample(scores, images)
+        logits = _upsample(scores, images.shape[-2:])
         if self.training and self.aux_head is not None:
-            return {"out": logits, "aux": _upsample(self.aux_head(features), images)}
+            return {"out": logits, "aux": _upsample(self.aux_head(features), images.shape[-2:])}
         return logits
+
+    def check_front_end_frozen(self) -> None:
+        """Raise unless everything before the context module is frozen and nothing after it reads
+        other features: only then can its input be computed once and cached (`trainer.frozen_cache`)."""
+        before = ("backbone", "head") if self.context_placement == "scores" else ("backbone",)
+        problem = None
+        if self.context is None:
+            problem = "this model has no context module"
+        elif any(name not in self.frozen for name in before):
+            problem = f"the parts before the context module must be frozen: model.freeze={list(before)}"
+        elif self.aux_head is not None and "aux_head" not in self.frozen:
+            problem = "the auxiliary head reads the backbone: set model.aux_weight=0"
+        elif self.context_placement == "features" and not (isinstance(self.head, FeatureHead) and self.head.feature == "out"):
+            problem = "the head must read the backbone's last feature only (FCN or DeepLabv3 heads)"
+        if problem:
+            raise ConfigError(f"trainer.frozen_cache=true trains the context module on the frozen front end's outputs: {problem}")
+
+    def front_end(self, images: torch.Tensor) -> torch.Tensor:
+        """What the context module receives: the class scores, or the backbone's last feature
+        with `context_placement=features`."""
+        features = self.backbone(images)
+        return self.head(features) if self.context_placement == "scores" else features["out"]
+
+    def from_front_end(self, front: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        """The rest of `forward` from `front_end`'s output: logits at `size` (the images' height
+        and width). For a model with a context module and no auxiliary head in training."""
+        if self.context_placement == "scores":
+            scores = self.context(front)
+        else:
+            scores = self.head({"out": self.context(front)})
+        return _upsample(scores, size)
 
 
 def _feature_context(
