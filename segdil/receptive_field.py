@@ -76,7 +76,7 @@ class AnalyticRF:
 
 @dataclass(frozen=True)
 class EmpiricalRF:
-    size: int  # side of the probe input
+    shape: tuple[int, int]  # height and width of the probe input
     extent: tuple[int, int]  # rows x columns of the bounding box of non-zero gradient
     effective: int  # side of the centred square holding 95 % of the gradient's mass
     nonzero: int  # input pixels with non-zero gradient
@@ -88,7 +88,7 @@ class ReceptiveField:
     analytic: AnalyticRF
     empirical: EmpiricalRF
     gridding: float  # fraction of the analytic field (within the input) with non-zero gradient
-    weights: str
+    weights: str  # what was probed: "structural weights", "model weights", "model weights, mean over N frames"
 
 
 @contextmanager
@@ -242,6 +242,24 @@ def input_gradient(model: nn.Module, size: int, weights: str = "structural", see
     return gradient.abs().sum(dim=(0, 1))
 
 
+def frame_gradient(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
+    """|d log p(predicted class at the central output pixel) / d input|, summed over input
+    channels and averaged over `frames` (N x 3 x H x W, as the model is fed): (H, W).
+
+    On real frames the predicted class's log-probability is what the decision depends on; the
+    probes' sum over channels would be the one direction the softmax ignores."""
+    parameter = next(model.parameters())
+    total = torch.zeros(frames.shape[-2:], dtype=torch.float64)
+    with eval_mode(model), torch.enable_grad():
+        for frame in frames:
+            image = frame[None].to(parameter).requires_grad_()
+            log_probs = _first_tensor(model(image)).log_softmax(dim=1)
+            centre = log_probs[0, :, log_probs.shape[-2] // 2, log_probs.shape[-1] // 2]
+            (gradient,) = torch.autograd.grad(centre.max(), image)
+            total += gradient.abs().sum(dim=(0, 1)).double().cpu()
+    return total / len(frames)
+
+
 def empirical_receptive_field(gradient: torch.Tensor, mass: float = 0.95) -> EmpiricalRF:
     """Extent, effective field (smallest square around the centroid holding `mass`) and
     non-zero count of an input gradient map from `input_gradient`."""
@@ -260,7 +278,7 @@ def empirical_receptive_field(gradient: torch.Tensor, mass: float = 0.95) -> Emp
     ring_mass = torch.bincount(distance.flatten(), weights=gradient.flatten())
     radius = int((ring_mass.cumsum(0) >= mass * total).nonzero()[0])
     return EmpiricalRF(
-        size=height,
+        shape=(height, width),
         extent=(int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1),
         effective=2 * radius + 1,
         nonzero=int(nonzero.sum()),
@@ -284,11 +302,20 @@ def probe_input_size(field: float, global_size: int = 512) -> int:
 
 
 def measure_receptive_field(
-    model: nn.Module, size: int | None = None, weights: str = "structural", global_size: int = 512
+    model: nn.Module,
+    size: int | None = None,
+    weights: str = "structural",
+    global_size: int = 512,
+    frames: torch.Tensor | None = None,
 ) -> ReceptiveField:
-    """Analytic table, empirical figures and gridding fraction of `model` in one call."""
+    """Analytic table, empirical figures and gridding fraction of `model` in one call; with
+    `frames`, the empirical figures are the model's own on those images (`frame_gradient`)."""
     analytic = analytic_receptive_field(model)
-    gradient = input_gradient(model, size or probe_input_size(analytic.field, global_size), weights)
+    if frames is not None:
+        gradient, weights = frame_gradient(model, frames), f"model weights, mean over {len(frames)} frames"
+    else:
+        gradient = input_gradient(model, size or probe_input_size(analytic.field, global_size), weights)
+        weights = f"{weights} weights"
     return ReceptiveField(analytic, empirical_receptive_field(gradient), gridding_fraction(gradient, analytic.field), weights)
 
 
@@ -330,7 +357,7 @@ def format_empirical(rf: ReceptiveField) -> str:
     empirical, field = rf.empirical, _field(rf.analytic.field)
     clipped = " (reaches the input border)" if empirical.clipped else ""
     return (
-        f"analytic receptive field {field} | empirical ({rf.weights} weights, {empirical.size}x{empirical.size} input): "
+        f"analytic receptive field {field} | empirical ({rf.weights}, {empirical.shape[0]}x{empirical.shape[1]} input): "
         f"non-zero extent {empirical.extent[0]}x{empirical.extent[1]}{clipped}, "
         f"95% of the gradient within {empirical.effective}x{empirical.effective}\n"
         f"gridding: {empirical.nonzero} input pixels with non-zero gradient, "

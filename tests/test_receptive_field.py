@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from conftest import REPO
@@ -13,6 +14,7 @@ from segdil.models.context import ContextModule
 from segdil.receptive_field import (
     analytic_receptive_field,
     empirical_receptive_field,
+    frame_gradient,
     gridding_fraction,
     input_gradient,
     measure_receptive_field,
@@ -124,3 +126,37 @@ def test_script_prints_table_and_empirical_figures(capsys) -> None:
     assert "backbone.layer4.1.conv2" in out and "context.layers.10" in out
     assert "analytic receptive field 987" in out and "non-zero extent 987x987" in out
     assert "1.0000 of the analytic field" in out
+
+
+# --- real frames: the model's own gradient, averaged over images ----------------------------------
+
+
+def test_frame_gradient_is_the_predicted_class_gradient_averaged_over_frames() -> None:
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 4, 3, padding=2, dilation=2)
+    frames = torch.rand(2, 3, 9, 11)
+    singles = [frame_gradient(model, frame[None]) for frame in frames]
+    mean = frame_gradient(model, frames)
+    assert mean.shape == (9, 11)
+    assert torch.allclose(mean, (singles[0] + singles[1]) / 2)
+    # One dilated 3x3 layer: exactly its nine taps around the central output pixel (4, 5).
+    taps = {(4 + dy, 5 + dx) for dy in (-2, 0, 2) for dx in (-2, 0, 2)}
+    assert {tuple(p) for p in mean.nonzero().tolist()} == taps
+    # By hand for the first frame: d log softmax(predicted class) at the centre.
+    image = frames[:1].clone().requires_grad_()
+    log_probs = model(image).log_softmax(dim=1)[0, :, 4, 5]
+    log_probs.max().backward()
+    assert torch.allclose(singles[0], image.grad.abs().sum(dim=(0, 1)).double())
+
+
+def test_script_measures_a_model_on_real_frames(capsys, caplog) -> None:
+    spec = importlib.util.spec_from_file_location("receptive_field_script", REPO / "scripts" / "receptive_field.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tiny = ["model=tiny_context", "model.backbone.width=8", "dataset.size=64", "rf.weights=model"]
+    script.main([*tiny, "rf.frames=3"])
+    out = capsys.readouterr().out
+    assert "empirical (model weights, mean over 3 frames, 64x64 input)" in out
+    with pytest.raises(SystemExit):
+        script.main([*tiny, "rf.frames=3", "rf.weights=structural"])
+    assert "rf.frames=3: real frames probe the model's own weights; set rf.weights=model" in caplog.text
