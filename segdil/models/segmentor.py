@@ -100,8 +100,8 @@ class Segmentor(nn.Module):
             problem = "this model has no context module"
         elif any(name not in self.frozen for name in before):
             problem = f"the parts before the context module must be frozen: model.freeze={list(before)}"
-        elif self.aux_head is not None and "aux_head" not in self.frozen:
-            problem = "the auxiliary head reads the backbone: set model.aux_weight=0"
+        elif self.aux_head is not None:
+            problem = "the auxiliary head's loss needs the backbone's layer3 each step: set model.aux_weight=0"
         elif self.context_placement == "features" and not (isinstance(self.head, FeatureHead) and self.head.feature == "out"):
             problem = "the head must read the backbone's last feature only (FCN or DeepLabv3 heads)"
         if problem:
