@@ -3,7 +3,9 @@
     python scripts/camvid_loso.py dataset.root=../shared/data/camvid [train.py overrides]
 
 CamVid's train and val hold three street sequences; each fold trains on two of them and
-validates on the third, so every score is on a street the model never saw.
+validates on the third, so every score is on a street the model never saw. `loso.init_from=DIR`
+starts each fold from the same fold of an earlier run (DIR/<sequence>/checkpoints/last.pt): stage 2
+of a staged schedule, e.g. the context module on frozen front ends (docs/camvid/notebook.md).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def leave_one_sequence_out(cfg: DictConfig, out_dir: Path) -> dict:
     for sequence in cfg.loso.sequences:
         fold = cfg.copy()
         fold.dataset.holdout = sequence
+        if cfg.loso.init_from:  # a later stage of a staged schedule, on the earlier stage's fold
+            fold.model.init_from = str(Path(cfg.loso.init_from) / sequence / "checkpoints" / "last.pt")
         log.info("fold %s: training on the other sequences", sequence)
         trainer = Trainer(fold, out_dir / sequence)
         train_frames, val_frames = len(trainer.train_set), len(trainer.val_set)

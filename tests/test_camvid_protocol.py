@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import SHARED_DATA, require_data
 from test_datasets import load_script
@@ -108,6 +109,23 @@ def test_leave_one_sequence_out_trains_a_fold_per_sequence(compose, three_street
         assert (tmp_path / "folds" / name / "metrics.json").is_file() and 0.0 <= fold["final_mIoU"] <= 1.0
     assert result["mean_final_mIoU"] == pytest.approx(sum(f["final_mIoU"] for f in folds.values()) / 3)
     assert loso.table(result).splitlines()[-1].startswith("mean final mIoU")
+
+
+def test_a_second_stage_starts_each_fold_from_the_first_stages_fold(compose, three_streets: Path, tmp_path: Path) -> None:
+    from segdil.engine.checkpoint import load_checkpoint
+
+    loso = load_script("camvid_loso")
+    shared = [*TINY, f"dataset.root={three_streets}", "loso.sequences=[A,C]", f"loso.output={tmp_path}/loso.json"]
+    loso.leave_one_sequence_out(compose("scripts/camvid_loso", [*shared, "model.context=null"]), tmp_path / "front")
+    stage_two = [*shared, f"loso.init_from={tmp_path / 'front'}", "model.freeze=[backbone,head]", "trainer.frozen_cache=true"]
+    loso.leave_one_sequence_out(compose("scripts/camvid_loso", stage_two), tmp_path / "module")
+    for fold in ("A", "C"):
+        front = load_checkpoint(tmp_path / "front" / fold / "checkpoints/last.pt")["model"]
+        staged = load_checkpoint(tmp_path / "module" / fold / "checkpoints/last.pt")["model"]
+        assert all(torch.equal(front[key], staged[key]) for key in front)
+    other = load_checkpoint(tmp_path / "front/C/checkpoints/last.pt")["model"]
+    staged_a = load_checkpoint(tmp_path / "module/A/checkpoints/last.pt")["model"]
+    assert not all(torch.equal(other[key], staged_a[key]) for key in other)
 
 
 def test_leave_one_sequence_out_holds_out_the_three_camvid_sequences_by_name(compose) -> None:
