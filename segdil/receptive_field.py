@@ -312,11 +312,11 @@ def measure_receptive_field(
     `frames`, the empirical figures are the model's own on those images (`frame_gradient`)."""
     analytic = analytic_receptive_field(model)
     if frames is not None:
-        gradient, weights = frame_gradient(model, frames), f"model weights, mean over {len(frames)} frames"
+        gradient, probed = frame_gradient(model, frames), f"model weights, mean over {len(frames)} frames"
     else:
         gradient = input_gradient(model, size or probe_input_size(analytic.field, global_size), weights)
-        weights = f"{weights} weights"
-    return ReceptiveField(analytic, empirical_receptive_field(gradient), gridding_fraction(gradient, analytic.field), weights)
+        probed = f"{weights} weights"
+    return ReceptiveField(analytic, empirical_receptive_field(gradient), gridding_fraction(gradient, analytic.field), probed)
 
 
 def _field(value: float) -> str:

@@ -107,5 +107,12 @@ def test_images_of_several_sizes_cannot_be_cached(compose, tmp_path) -> None:
         def __getitem__(self, index: int):
             return images[index]
 
-    with pytest.raises(ConfigError, match=r"the train images come in 2 sizes after the val transform \(\(32, 32\) \.\.\. \(40, 32\)\)"):
-        cache_front_end(model.eval(), TwoSizes(), 1, torch.device("cpu"), nullcontext)
+    # One batch of both: the collate would pad the 32x32 image to 40x32 and hide the difference.
+    with pytest.raises(ConfigError, match=r"the train images come in several sizes after the val transform \(\(32, 32\) for the first, \(40, 32\) for image 1\)"):
+        cache_front_end(model.eval(), TwoSizes(), 2, torch.device("cpu"), nullcontext)
+
+
+@pytest.mark.parametrize(("freeze", "warned"), [("[backbone,head]", True), ("[backbone]", False)])
+def test_a_frozen_head_without_a_front_end_is_named(compose, caplog, freeze: str, warned: bool) -> None:
+    build_model(compose("train", [*SMALL, "model=dilated_resnet18_context", f"model.freeze={freeze}"]).model, 3)
+    assert ("model.init_from=null: the frozen head keeps its random initialisation" in caplog.text) == warned

@@ -42,6 +42,29 @@ class FrontEndCache(Dataset):
         return tuple(self.masks.shape[-2:])
 
 
+class OneSize(Dataset):
+    """`dataset`'s (image, mask) pairs as they are, refusing a mask of another size than the
+    first: checked per image, because the collate pads a batch to its largest image and would
+    hide the difference."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset, self.split, self.first_size = dataset, dataset.split, None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.dataset[index]
+        size = tuple(mask.shape[-2:])
+        self.first_size = self.first_size or size
+        if size != self.first_size:
+            raise ConfigError(
+                f"trainer.frozen_cache=true: the {self.split} images come in several sizes after the val transform "
+                f"({self.first_size} for the first, {size} for image {index}); the cache needs one size (CamVid, Cityscapes)"
+            )
+        return image, mask
+
+
 class FromFrontEnd(nn.Module):
     """`Segmentor.from_front_end` as a module (what the trainer calls, and DDP wraps): cached
     front-end outputs -> logits at the labels' size."""
@@ -67,16 +90,12 @@ def cache_front_end(
     model.check_front_end_frozen()
     started = time.perf_counter()
     fronts, masks = [], []
-    for images, labels in build_eval_loader(dataset, batch_size, num_workers=0, device=device):
+    if isinstance(dataset, SegmentationDataset):
+        dataset.preload()
+    for images, labels in build_eval_loader(OneSize(dataset), batch_size, num_workers=0, device=device):
         with autocast():
             fronts.append(model.front_end(images.to(device)).float().cpu())
         masks.append(labels)
-    sizes = sorted({tuple(mask.shape[-2:]) for batch in masks for mask in batch})
-    if len(sizes) > 1:
-        raise ConfigError(
-            f"trainer.frozen_cache=true: the {dataset.split} images come in {len(sizes)} sizes after the val "
-            f"transform ({sizes[0]} ... {sizes[-1]}); the cache needs one size (CamVid, Cityscapes)"
-        )
     cache = FrontEndCache(torch.cat(fronts), torch.cat(masks), dataset.split)
     what = "class scores" if model.context_placement == "scores" else "last backbone feature"
     shape = "x".join(str(side) for side in cache.fronts.shape[1:])
