@@ -108,7 +108,7 @@ def test_pace_verdict_within_over_and_unlisted() -> None:
     reasons = slow_reasons(Precision("32", "auto", ""), {"cpu_native_bf16": False, "cpu_count": 2, "torch_threads": 1}, 1.5, False)
     assert reasons == ["torch uses 1 of 2 cores (OMP_NUM_THREADS or torch.set_num_threads)",
                        "other work shares the CPU (load average 1.50 at the start, 2 cores)"]
-    assert pace_verdict(70, {"AVX2": 55}, "AVX2", reasons) == (False, "estimated 70 min of steps, within the recipe's 55 min on AVX2")
+    assert pace_verdict(70, {"AVX2": 55}, "AVX2", reasons) == (False, "estimated 70 min of steps against the recipe's 55 min on AVX2 (1.3x, within the 1.5x tolerated)")
     slow, line = pace_verdict(90, {"AVX2": 55}, "AVX2", [])
     assert slow and "1.6x the recipe's 55 min on AVX2. Likely: no cause found" in line
     slow, line = pace_verdict(90, {"AVX2": 55}, "AVX512", [])

@@ -40,7 +40,10 @@ def pace_verdict(
         return False, f"estimated {estimated_minutes:.0f} min of steps; the recipe expects {listed}, nothing for {cpu_class}"
     ratio = estimated_minutes / expected
     if ratio <= SLOW_FACTOR:
-        return False, f"estimated {estimated_minutes:.0f} min of steps, within the recipe's {expected:g} min on {cpu_class}"
+        return False, (
+            f"estimated {estimated_minutes:.0f} min of steps against the recipe's {expected:g} min on {cpu_class} "
+            f"({ratio:.1f}x, within the {SLOW_FACTOR:g}x tolerated)"
+        )
     why = "; ".join(reasons) if reasons else "no cause found on this machine (a slower CPU model of its class?)"
     return True, (
         f"this run will take about {estimated_minutes:.0f} min of steps, {ratio:.1f}x the recipe's {expected:g} min "
