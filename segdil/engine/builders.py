@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -22,6 +23,8 @@ from segdil.models.weights import (
     segmentor_names,
     torchvision_segmentation_state,
 )
+
+log = logging.getLogger("segdil")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -77,6 +80,12 @@ def build_model(model_cfg: DictConfig, num_classes: int, pretrained: bool = True
     model = instantiate_or_explain(cfg, num_classes=num_classes, _convert_="all")
     if pretrained and init_from:
         start_from(model, str(init_from))
+    elif pretrained and "head" in (cfg.get("freeze") or ()):
+        log.warning(
+            "model.freeze=%s with model.init_from=null: the frozen head keeps its random initialisation; "
+            "a staged recipe starts from its front end (model.init_from=RUN/checkpoints/last.pt)",
+            list(cfg["freeze"]),
+        )
     return model
 
 
