@@ -1,7 +1,8 @@
 """Every shipped recipe (configs/experiment/<family>/<name>.yaml) composes to exactly the config
 kept for it in tests/recipes/, resolves in at most two levels of defaults, and trains for two
 iterations on a tiny tree in the official layout of its own dataset; the staged Yu & Koltun
-schedule chains its three stages; each CamVid module twin differs from its recipe by the module."""
+schedule chains its three stages, as does CamVid's staged recipe; each CamVid module twin differs
+from its recipe by the module."""
 
 from __future__ import annotations
 
@@ -147,6 +148,39 @@ def test_yu_koltun_stages_chain(trees: dict[str, Path], tmp_path: Path, compose)
     assert any(not torch.equal(runs["joint"][key], runs["context"][key]) for key in front_end)
     context = [key for key in runs["context"] if key.startswith("context.")]
     assert context and any(not torch.equal(runs["joint"][key], runs["context"][key]) for key in context)
+
+
+def test_camvid_staged_recipe_trains_the_module_on_the_fast_front_end(trees: dict[str, Path], tmp_path: Path, compose) -> None:
+    """camvid/fast, then camvid/fast_staged from its last.pt: the front end arrives unchanged, the module moves."""
+    Trainer(tiny(compose, "camvid/fast", trees), tmp_path / "front").fit()
+    front = load_checkpoint(tmp_path / "front" / "checkpoints" / "last.pt")["model"]
+    stage_two = tiny(compose, "camvid/fast_staged", trees, f"model.init_from={tmp_path / 'front' / 'checkpoints' / 'last.pt'}")
+    trainer = Trainer(stage_two, tmp_path / "module")
+    identity = {key: value.clone() for key, value in trainer.model.state_dict().items() if key.startswith("context.")}
+    trainer.fit()
+    staged = load_checkpoint(tmp_path / "module" / "checkpoints" / "last.pt")["model"]
+    assert identity and front.keys() == staged.keys() - identity.keys()
+    assert all(torch.equal(staged[key], front[key]) for key in front)
+    assert any(not torch.equal(staged[key], identity[key]) for key in identity)
+
+
+def test_camvid_staged_recipe_is_the_module_twin_with_stage_two_settings(compose) -> None:
+    """camvid/fast_staged is camvid/fast_context but for what stage 2 sets: the frozen, cached front
+    end, the plain module, and the module's own batch, lr and length."""
+    staged = OmegaConf.to_container(compose("train", ["experiment=camvid/fast_staged"]))
+    twin = OmegaConf.to_container(compose("train", ["experiment=camvid/fast_context"]))
+    differences = {
+        f"{group}.{key}"
+        for group in staged
+        if isinstance(staged[group], dict)
+        for key in staged[group]
+        if staged[group][key] != twin[group].get(key)
+    }
+    assert differences == {
+        "model.freeze", "model.context", "data.batch_size", "optim.lr", "trainer.frozen_cache",
+        "trainer.max_iters", "trainer.val_every", "trainer.ckpt_every", "trainer.expected_minutes",
+    }
+    assert staged["model"]["context"] == {**twin["model"]["context"], "residual": False}
 
 
 @pytest.mark.parametrize(("recipe_name", "twin_name"), TWINS)
